@@ -1,0 +1,191 @@
+//! Facts the policy depends on, and the acts that create them: DIM staff
+//! designations and break-glass grants.
+
+use sqlx::Row;
+
+use crate::{db::Db, time::now_micros, AppError, AppResult};
+
+/// Is the establishment a party (support or partie) of its GHT?
+pub async fn is_party(db: &Db, establishment_id: &str) -> AppResult<bool> {
+    let row = sqlx::query("SELECT role FROM establishment WHERE id = $1")
+        .bind(establishment_id)
+        .fetch_optional(&db.read)
+        .await?;
+    match row {
+        Some(r) => {
+            let role: String = r.try_get(0)?;
+            Ok(role == "SUPPORT" || role == "PARTIE")
+        }
+        None => Err(AppError::not_found(format!("establishment {establishment_id}"))),
+    }
+}
+
+/// A live designation of `subject` in `ght`, covering `establishment` when one is named
+/// (a GHT-wide call needs a designation that is not restricted to one establishment).
+pub async fn has_live_designation(db: &Db, subject: &str, ght: &str, establishment: Option<&str>) -> AppResult<bool> {
+    let now = now_micros();
+    let row = sqlx::query(
+        "SELECT 1 FROM dim_designation WHERE staff_subject = $1 AND ght_id = $2 AND revoked_at IS NULL \
+         AND valid_from <= $3 AND (valid_until IS NULL OR valid_until > $3) \
+         AND (establishment_id IS NULL OR establishment_id = $4) LIMIT 1",
+    )
+    .bind(subject)
+    .bind(ght)
+    .bind(now)
+    .bind(establishment.unwrap_or(""))
+    .fetch_optional(&db.read)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// Care relationship: the caller's establishment has an open encounter (séjour) for
+/// the patient. `patient` is a territorial identity id; the relationship holds when
+/// one of its linked local identities has an encounter at `own_establishment` that is
+/// not discharged or cancelled.
+pub async fn has_care_relationship(_db: &Db, _own_establishment: &str, _patient: &str) -> AppResult<bool> {
+    // Encounters are held by the movement module; until it stores any, no care
+    // relationship can exist, and the rule denies (the safe answer).
+    Ok(false)
+}
+
+/// The id of a live break-glass grant of `subject` over `ght` (and `patient`, if the grant is restricted).
+pub async fn live_break_glass(db: &Db, subject: &str, ght: &str, patient: Option<&str>) -> AppResult<Option<String>> {
+    let row = sqlx::query(
+        "SELECT id FROM break_glass WHERE subject = $1 AND ght_id = $2 AND expires_at > $3 \
+         AND (patient_ref IS NULL OR patient_ref = $4) ORDER BY expires_at DESC LIMIT 1",
+    )
+    .bind(subject)
+    .bind(ght)
+    .bind(now_micros())
+    .bind(patient.unwrap_or(""))
+    .fetch_optional(&db.read)
+    .await?;
+    Ok(match row {
+        Some(r) => Some(r.try_get(0)?),
+        None => None,
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct DesignationRow {
+    pub id: String,
+    pub ght_id: String,
+    pub staff_subject: String,
+    pub establishment_id: Option<String>,
+    pub designated_by: String,
+    pub mission: String,
+    pub valid_from: i64,
+    pub valid_until: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub revoked_by: Option<String>,
+}
+
+const DESIGNATION_COLUMNS: &str =
+    "id, ght_id, staff_subject, establishment_id, designated_by, mission, valid_from, valid_until, revoked_at, revoked_by";
+
+fn designation_from_row(r: &sqlx::any::AnyRow) -> AppResult<DesignationRow> {
+    Ok(DesignationRow {
+        id: r.try_get(0)?,
+        ght_id: r.try_get(1)?,
+        staff_subject: r.try_get(2)?,
+        establishment_id: r.try_get(3)?,
+        designated_by: r.try_get(4)?,
+        mission: r.try_get(5)?,
+        valid_from: r.try_get(6)?,
+        valid_until: r.try_get(7)?,
+        revoked_at: r.try_get(8)?,
+        revoked_by: r.try_get(9)?,
+    })
+}
+
+pub async fn insert_designation(db: &Db, d: &DesignationRow) -> AppResult<()> {
+    sqlx::query(&format!(
+        "INSERT INTO dim_designation ({DESIGNATION_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
+    ))
+    .bind(&d.id)
+    .bind(&d.ght_id)
+    .bind(&d.staff_subject)
+    .bind(&d.establishment_id)
+    .bind(&d.designated_by)
+    .bind(&d.mission)
+    .bind(d.valid_from)
+    .bind(d.valid_until)
+    .bind(d.revoked_at)
+    .bind(&d.revoked_by)
+    .execute(&db.write)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_designation(db: &Db, id: &str) -> AppResult<DesignationRow> {
+    let row = sqlx::query(&format!("SELECT {DESIGNATION_COLUMNS} FROM dim_designation WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&db.read)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("designation {id}")))?;
+    designation_from_row(&row)
+}
+
+/// Revokes once: a second revocation is a FAILED_PRECONDITION, the first one stands.
+pub async fn revoke_designation(db: &Db, id: &str, by: &str) -> AppResult<DesignationRow> {
+    let n = sqlx::query("UPDATE dim_designation SET revoked_at = $1, revoked_by = $2 WHERE id = $3 AND revoked_at IS NULL")
+        .bind(now_micros())
+        .bind(by)
+        .bind(id)
+        .execute(&db.write)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        let d = get_designation(db, id).await?;
+        if d.revoked_at.is_some() {
+            return Err(AppError::precondition(format!("designation {id} is already revoked")));
+        }
+    }
+    get_designation(db, id).await
+}
+
+pub async fn list_designations(
+    db: &Db,
+    ght: &str,
+    staff: Option<&str>,
+    include_inactive: bool,
+) -> AppResult<Vec<DesignationRow>> {
+    let now = now_micros();
+    let mut sql = format!("SELECT {DESIGNATION_COLUMNS} FROM dim_designation WHERE ght_id = $1 AND ($2 = '' OR staff_subject = $2)");
+    if !include_inactive {
+        sql.push_str(" AND revoked_at IS NULL AND (valid_until IS NULL OR valid_until > $3)");
+    } else {
+        sql.push_str(" AND $3 = $3");
+    }
+    sql.push_str(" ORDER BY valid_from, id");
+    let rows = sqlx::query(&sql).bind(ght).bind(staff.unwrap_or("")).bind(now).fetch_all(&db.read).await?;
+    rows.iter().map(designation_from_row).collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct BreakGlassRow {
+    pub id: String,
+    pub subject: String,
+    pub ght_id: String,
+    pub patient_ref: Option<String>,
+    pub reason: String,
+    pub granted_at: i64,
+    pub expires_at: i64,
+}
+
+pub async fn insert_break_glass(db: &Db, b: &BreakGlassRow) -> AppResult<()> {
+    sqlx::query(
+        "INSERT INTO break_glass (id, subject, ght_id, patient_ref, reason, granted_at, expires_at) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7)",
+    )
+    .bind(&b.id)
+    .bind(&b.subject)
+    .bind(&b.ght_id)
+    .bind(&b.patient_ref)
+    .bind(&b.reason)
+    .bind(b.granted_at)
+    .bind(b.expires_at)
+    .execute(&db.write)
+    .await?;
+    Ok(())
+}

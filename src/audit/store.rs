@@ -1,0 +1,177 @@
+//! SQL of the audit trail: append (chained), query, verify.
+
+use sqlx::Row;
+
+use super::{record_hash, AuditEntry, AuditRecord};
+use crate::{db::Db, time::now_micros, AppResult};
+
+/// Arbitrary constant naming the advisory lock that serialises chain extension
+/// across hub replicas on PostgreSQL.
+const AUDIT_CHAIN_LOCK: i64 = 0x6768_7468_7562; // "ghthub"
+
+/// Appends entries in one transaction; returns the seq of the first.
+pub async fn append_batch(db: &Db, entries: &[&AuditEntry]) -> AppResult<i64> {
+    let mut tx = db.write.begin().await?;
+    if db.is_postgres() {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_CHAIN_LOCK).execute(&mut *tx).await?;
+    }
+    let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *tx)
+        .await?;
+    let (mut seq, mut prev) = match head {
+        Some(row) => (row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?),
+        None => (0, String::new()),
+    };
+    let first = seq + 1;
+    // Strictly increasing times keep the chain's order readable even within a batch.
+    let at = now_micros();
+    for e in entries {
+        seq += 1;
+        let hash = record_hash(seq, at, e, &prev);
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at, subject, role, ght_id, establishment_id, rpc, data_class, action, \
+             target_ids, target_ght_id, decision, reason, request_id, prev_hash, hash) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)",
+        )
+        .bind(seq)
+        .bind(at)
+        .bind(&e.subject)
+        .bind(&e.role)
+        .bind(&e.ght_id)
+        .bind(&e.establishment_id)
+        .bind(&e.rpc)
+        .bind(&e.data_class)
+        .bind(&e.action)
+        .bind(e.target_ids.join("\n"))
+        .bind(&e.target_ght_id)
+        .bind(&e.decision)
+        .bind(&e.reason)
+        .bind(&e.request_id)
+        .bind(&prev)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+        let mut seen = std::collections::HashSet::new();
+        for t in e.target_ids.iter().filter(|t| !t.is_empty() && seen.insert(t.as_str())) {
+            sqlx::query("INSERT INTO audit_target (target_id, seq) VALUES ($1, $2)")
+                .bind(t)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        prev = hash;
+    }
+    tx.commit().await?;
+    Ok(first)
+}
+
+const COLUMNS: &str = "a.seq, a.at, a.subject, a.role, a.ght_id, a.establishment_id, a.rpc, a.data_class, a.action, \
+                       a.target_ids, a.target_ght_id, a.decision, a.reason, a.request_id, a.prev_hash, a.hash";
+
+fn from_row(row: &sqlx::any::AnyRow) -> AppResult<AuditRecord> {
+    let targets: String = row.try_get(9)?;
+    Ok(AuditRecord {
+        seq: row.try_get(0)?,
+        at: row.try_get(1)?,
+        entry: AuditEntry {
+            subject: row.try_get(2)?,
+            role: row.try_get(3)?,
+            ght_id: row.try_get(4)?,
+            establishment_id: row.try_get(5)?,
+            rpc: row.try_get(6)?,
+            data_class: row.try_get(7)?,
+            action: row.try_get(8)?,
+            target_ids: if targets.is_empty() { vec![] } else { targets.split('\n').map(String::from).collect() },
+            target_ght_id: row.try_get(10)?,
+            decision: row.try_get(11)?,
+            reason: row.try_get(12)?,
+            request_id: row.try_get(13)?,
+        },
+        prev_hash: row.try_get(14)?,
+        hash: row.try_get(15)?,
+    })
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct AuditQuery {
+    /// Records about this GHT (as caller's GHT or target GHT); None = all.
+    pub ght_id: Option<String>,
+    pub target_id: Option<String>,
+    pub subject: Option<String>,
+    pub break_glass_only: bool,
+    pub after_seq: i64,
+    pub limit: i64,
+}
+
+pub async fn query(db: &Db, q: &AuditQuery) -> AppResult<Vec<AuditRecord>> {
+    let mut sql = format!("SELECT {COLUMNS} FROM audit_log a");
+    let mut binds: Vec<String> = Vec::new();
+    let mut conds = vec![format!("a.seq > {}", q.after_seq.max(0))];
+    if let Some(t) = &q.target_id {
+        binds.push(t.clone());
+        sql.push_str(&format!(" JOIN audit_target t ON t.seq = a.seq AND t.target_id = ${}", binds.len()));
+    }
+    if let Some(g) = &q.ght_id {
+        binds.push(g.clone());
+        let n = binds.len();
+        conds.push(format!("(a.ght_id = ${n} OR a.target_ght_id = ${n})"));
+    }
+    if let Some(s) = &q.subject {
+        binds.push(s.clone());
+        conds.push(format!("a.subject = ${}", binds.len()));
+    }
+    if q.break_glass_only {
+        conds.push("a.decision = 'BREAK_GLASS'".into());
+    }
+    sql.push_str(" WHERE ");
+    sql.push_str(&conds.join(" AND "));
+    sql.push_str(&format!(" ORDER BY a.seq LIMIT {}", q.limit.clamp(1, 1000)));
+    let mut query = sqlx::query(&sql);
+    for b in &binds {
+        query = query.bind(b);
+    }
+    let rows = query.fetch_all(&db.read).await?;
+    rows.iter().map(from_row).collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    pub ok: bool,
+    pub records: i64,
+    pub first_bad_seq: i64,
+    pub detail: String,
+}
+
+/// Walks the whole chain in seq order, recomputing every hash and link.
+pub async fn verify(db: &Db) -> AppResult<Verification> {
+    let mut prev_hash = String::new();
+    let mut expected_seq = 1i64;
+    let mut count = 0i64;
+    loop {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM audit_log a WHERE a.seq >= $1 ORDER BY a.seq LIMIT 5000"))
+            .bind(expected_seq)
+            .fetch_all(&db.read)
+            .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            let r = from_row(row)?;
+            let bad = |detail: String| Verification { ok: false, records: count, first_bad_seq: r.seq, detail };
+            if r.seq != expected_seq {
+                return Ok(bad(format!("record {expected_seq} is missing (next is {})", r.seq)));
+            }
+            if r.prev_hash != prev_hash {
+                return Ok(bad("prev_hash does not match the previous record's hash".into()));
+            }
+            let recomputed = record_hash(r.seq, r.at, &r.entry, &r.prev_hash);
+            if recomputed != r.hash {
+                return Ok(bad("record content does not match its hash (edited)".into()));
+            }
+            prev_hash = r.hash;
+            expected_seq += 1;
+            count += 1;
+        }
+    }
+    Ok(Verification { ok: true, records: count, first_bad_seq: 0, detail: String::new() })
+}

@@ -1,0 +1,138 @@
+//! Storage: sqlx over SQLite (embedded default) or PostgreSQL (scale-out), chosen by URL.
+//!
+//! Queries are written once in portable SQL (`$1` placeholders, BIGINT times) and run
+//! through sqlx's `Any` driver. DDL differs, so migrations live in one folder per back-end.
+//! SQLite allows one writer at a time: the hub gives it a single-connection write pool so
+//! writers queue in-process instead of failing with `database is locked`.
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    any::{AnyConnectOptions, AnyPoolOptions},
+    AnyPool, ConnectOptions, Executor,
+};
+
+use crate::{AppError, AppResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Db {
+    /// Pool for reads (and for writes on PostgreSQL).
+    pub read: AnyPool,
+    /// Pool for writes: one connection on SQLite, the read pool on PostgreSQL.
+    pub write: AnyPool,
+    pub backend: Backend,
+}
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+pub fn backend_of(url: &str) -> AppResult<Backend> {
+    if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Backend::Postgres)
+    } else {
+        Err(AppError::invalid("database_url", "must start with sqlite: or postgres:"))
+    }
+}
+
+impl Db {
+    /// Connects, creating the SQLite file (and its folder) if needed, and runs migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> AppResult<Db> {
+        sqlx::any::install_default_drivers();
+        let backend = backend_of(url)?;
+        let db = match backend {
+            Backend::Sqlite => {
+                let url = sqlite_url_with_create(url)?;
+                let opts = AnyConnectOptions::from_str(&url)
+                    .map_err(|e| AppError::invalid("database_url", e.to_string()))?
+                    .disable_statement_logging();
+                let write = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(sqlite_pragmas)
+                    .connect_with(opts.clone())
+                    .await
+                    .map_err(|e| AppError::Unavailable(format!("cannot open {url}: {e}")))?;
+                SQLITE_MIGRATOR
+                    .run(&write)
+                    .await
+                    .map_err(|e| AppError::Internal(format!("migrations: {e}")))?;
+                let read = AnyPoolOptions::new()
+                    .max_connections(max_connections.max(2))
+                    .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(sqlite_pragmas)
+                    .connect_with(opts)
+                    .await
+                    .map_err(|e| AppError::Unavailable(format!("cannot open {url}: {e}")))?;
+                Db { read, write, backend }
+            }
+            Backend::Postgres => {
+                let opts = AnyConnectOptions::from_str(url)
+                    .map_err(|e| AppError::invalid("database_url", e.to_string()))?
+                    .disable_statement_logging();
+                let pool = AnyPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(opts)
+                    .await
+                    .map_err(|e| AppError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+                // Replicas may start together: the migrator takes an advisory lock.
+                POSTGRES_MIGRATOR
+                    .run(&pool)
+                    .await
+                    .map_err(|e| AppError::Internal(format!("migrations: {e}")))?;
+                Db { read: pool.clone(), write: pool, backend }
+            }
+        };
+        Ok(db)
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
+    /// Cheap liveness probe used by health reporting.
+    pub async fn ping(&self) -> AppResult<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+}
+
+/// WAL: readers never block the writer. synchronous=NORMAL: a committed transaction
+/// survives a crash of the hub process (the WAL is in the OS page cache and is
+/// fsynced at checkpoints); only a power loss may lose the last commits.
+fn sqlite_pragmas(
+    conn: &mut sqlx::AnyConnection,
+    _meta: sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'_, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        conn.execute(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; \
+             PRAGMA busy_timeout=10000; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;",
+        )
+        .await?;
+        Ok(())
+    })
+}
+
+fn sqlite_url_with_create(url: &str) -> AppResult<String> {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Err(AppError::invalid("database_url", "an SQLite file path is required"));
+    }
+    if let Some(parent) = std::path::Path::new(path).parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| AppError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
+        }
+    }
+    Ok(if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") })
+}

@@ -1,0 +1,32 @@
+//! ghthub — the TLS gRPC data-exchange hub of a GHT (groupement hospitalier de territoire).
+//!
+//! One module per domain (`registry`, `inventory`, `identity`, `movement`, `indicators`),
+//! each with its gRPC service, its store and its types. Every service asks the one
+//! access policy (`access`) before touching data, and every nominative access or
+//! write lands in the hash-chained audit trail (`audit`).
+
+pub mod access;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod idempotency;
+pub mod pki;
+pub mod registry;
+pub mod server;
+pub mod telemetry;
+pub mod time;
+pub mod validate;
+
+/// Generated protobuf and gRPC code of the public contract (`proto/ghthub/v1`).
+pub mod proto {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("ghthub.v1");
+
+    /// Encoded descriptor set, served by gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ghthub_descriptor");
+}
+
+pub use error::{AppError, AppResult};

@@ -1,0 +1,177 @@
+//! SQL of the registry.
+
+use sqlx::Row;
+
+use super::{category_str, establishment_role_str, parse_category, parse_establishment_role};
+use crate::{db::Db, proto, time::to_rfc3339, AppError, AppResult};
+
+fn ght_from_row(r: &sqlx::any::AnyRow) -> AppResult<proto::Ght> {
+    Ok(proto::Ght {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        ars_region: r.try_get(2)?,
+        created_at: to_rfc3339(r.try_get(3)?),
+    })
+}
+
+fn establishment_from_row(r: &sqlx::any::AnyRow) -> AppResult<proto::Establishment> {
+    let role: String = r.try_get(3)?;
+    let category: String = r.try_get(4)?;
+    Ok(proto::Establishment {
+        id: r.try_get(0)?,
+        ght_id: r.try_get(1)?,
+        name: r.try_get(2)?,
+        role: parse_establishment_role(&role) as i32,
+        category: parse_category(&category) as i32,
+        created_at: to_rfc3339(r.try_get(5)?),
+    })
+}
+
+pub async fn insert_ght(tx: &mut sqlx::AnyConnection, g: &proto::Ght, at: i64) -> AppResult<()> {
+    sqlx::query("INSERT INTO ght (id, name, ars_region, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(&g.id)
+        .bind(&g.name)
+        .bind(&g.ars_region)
+        .bind(at)
+        .execute(tx)
+        .await
+        .map_err(|e| match AppError::from(e) {
+            AppError::AlreadyExists(_) => AppError::AlreadyExists(format!("GHT {}", g.id)),
+            other => other,
+        })?;
+    Ok(())
+}
+
+pub async fn get_ght(db: &Db, id: &str) -> AppResult<Option<proto::Ght>> {
+    let row = sqlx::query("SELECT id, name, ars_region, created_at FROM ght WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&db.read)
+        .await?;
+    row.as_ref().map(ght_from_row).transpose()
+}
+
+pub async fn list_ghts(db: &Db, region: Option<&str>) -> AppResult<Vec<proto::Ght>> {
+    let rows = sqlx::query("SELECT id, name, ars_region, created_at FROM ght WHERE ($1 = '' OR ars_region = $1) ORDER BY id")
+        .bind(region.unwrap_or(""))
+        .fetch_all(&db.read)
+        .await?;
+    rows.iter().map(ght_from_row).collect()
+}
+
+/// The ARS region of a GHT (None when the GHT is unknown).
+pub async fn ght_region(db: &Db, ght_id: &str) -> AppResult<Option<String>> {
+    let row = sqlx::query("SELECT ars_region FROM ght WHERE id = $1").bind(ght_id).fetch_optional(&db.read).await?;
+    Ok(match row {
+        Some(r) => Some(r.try_get(0)?),
+        None => None,
+    })
+}
+
+/// The GHT of an establishment (None when the establishment is unknown).
+pub async fn establishment_ght(db: &Db, establishment_id: &str) -> AppResult<Option<String>> {
+    let row = sqlx::query("SELECT ght_id FROM establishment WHERE id = $1")
+        .bind(establishment_id)
+        .fetch_optional(&db.read)
+        .await?;
+    Ok(match row {
+        Some(r) => Some(r.try_get(0)?),
+        None => None,
+    })
+}
+
+pub async fn insert_establishment(tx: &mut sqlx::AnyConnection, e: &proto::Establishment, at: i64) -> AppResult<()> {
+    let role = proto::EstablishmentRole::try_from(e.role).unwrap_or_default();
+    let category = proto::EstablishmentCategory::try_from(e.category).unwrap_or_default();
+    if role == proto::EstablishmentRole::Support {
+        let existing = sqlx::query("SELECT id FROM establishment WHERE ght_id = $1 AND role = 'SUPPORT'")
+            .bind(&e.ght_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(r) = existing {
+            let id: String = r.try_get(0)?;
+            return Err(AppError::precondition(format!(
+                "GHT {} already has a support establishment ({id})",
+                e.ght_id
+            )));
+        }
+    }
+    sqlx::query("INSERT INTO establishment (id, ght_id, name, role, category, created_at) VALUES ($1,$2,$3,$4,$5,$6)")
+        .bind(&e.id)
+        .bind(&e.ght_id)
+        .bind(&e.name)
+        .bind(establishment_role_str(role))
+        .bind(category_str(category))
+        .bind(at)
+        .execute(tx)
+        .await
+        .map_err(|err| match AppError::from(err) {
+            AppError::AlreadyExists(_) => AppError::AlreadyExists(format!("establishment {}", e.id)),
+            other => other,
+        })?;
+    Ok(())
+}
+
+pub async fn get_establishment(db: &Db, id: &str) -> AppResult<Option<proto::Establishment>> {
+    let row = sqlx::query("SELECT id, ght_id, name, role, category, created_at FROM establishment WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&db.read)
+        .await?;
+    row.as_ref().map(establishment_from_row).transpose()
+}
+
+pub async fn list_establishments(db: &Db, ght_id: &str) -> AppResult<Vec<proto::Establishment>> {
+    let rows = sqlx::query(
+        "SELECT id, ght_id, name, role, category, created_at FROM establishment WHERE ght_id = $1 ORDER BY id",
+    )
+    .bind(ght_id)
+    .fetch_all(&db.read)
+    .await?;
+    rows.iter().map(establishment_from_row).collect()
+}
+
+fn account_from_row(r: &sqlx::any::AnyRow) -> AppResult<proto::PartyAccount> {
+    let role: String = r.try_get(1)?;
+    Ok(proto::PartyAccount {
+        subject: r.try_get(0)?,
+        role: crate::access::Role::parse(&role).map(|r| r.to_proto() as i32).unwrap_or(0),
+        ght_id: r.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
+        establishment_id: r.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
+        ars_region: r.try_get::<Option<String>, _>(4)?.unwrap_or_default(),
+        display_name: r.try_get(5)?,
+        created_at: to_rfc3339(r.try_get(6)?),
+    })
+}
+
+pub async fn insert_account(tx: &mut sqlx::AnyConnection, a: &proto::PartyAccount, role: &str, at: i64) -> AppResult<()> {
+    let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    sqlx::query(
+        "INSERT INTO party_account (subject, role, ght_id, establishment_id, ars_region, display_name, created_at) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7)",
+    )
+    .bind(&a.subject)
+    .bind(role)
+    .bind(opt(&a.ght_id))
+    .bind(opt(&a.establishment_id))
+    .bind(opt(&a.ars_region))
+    .bind(&a.display_name)
+    .bind(at)
+    .execute(tx)
+    .await
+    .map_err(|err| match AppError::from(err) {
+        AppError::AlreadyExists(_) => AppError::AlreadyExists(format!("party account {}", a.subject)),
+        other => other,
+    })?;
+    Ok(())
+}
+
+pub async fn list_accounts(db: &Db, ght_id: &str) -> AppResult<Vec<proto::PartyAccount>> {
+    let rows = sqlx::query(
+        "SELECT subject, role, ght_id, establishment_id, ars_region, display_name, created_at \
+         FROM party_account WHERE ght_id = $1 ORDER BY subject",
+    )
+    .bind(ght_id)
+    .fetch_all(&db.read)
+    .await?;
+    rows.iter().map(account_from_row).collect()
+}
+
