@@ -48,7 +48,8 @@ pub const LEEWAY_SECS: u64 = 30;
 /// Checks the claims beyond the JWT registered ones: a known role and the
 /// attachments that role needs. Used by the verifier and by the fuzz target.
 pub fn principal_from_claims(c: &Claims) -> AppResult<Principal> {
-    let role = Role::parse(&c.role).ok_or_else(|| AppError::Unauthenticated(format!("token role '{}' is unknown", c.role)))?;
+    let role =
+        Role::parse(&c.role).ok_or_else(|| AppError::Unauthenticated(format!("token role '{}' is unknown", c.role)))?;
     let clean = |v: &Option<String>| v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     let (ght, est, region) = (clean(&c.ght), clean(&c.est), clean(&c.region));
     if c.sub.trim().is_empty() {
@@ -58,10 +59,14 @@ pub fn principal_from_claims(c: &Claims) -> AppResult<Principal> {
         return Err(AppError::Unauthenticated(format!("token of role {role} must name its GHT (claim 'ght')")));
     }
     if role.needs_establishment() && est.is_none() {
-        return Err(AppError::Unauthenticated(format!("token of role {role} must name its establishment (claim 'est')")));
+        return Err(AppError::Unauthenticated(format!(
+            "token of role {role} must name its establishment (claim 'est')"
+        )));
     }
     if role.needs_region() && region.is_none() {
-        return Err(AppError::Unauthenticated(format!("token of role {role} must name its ARS region (claim 'region')")));
+        return Err(AppError::Unauthenticated(format!(
+            "token of role {role} must name its ARS region (claim 'region')"
+        )));
     }
     Ok(Principal { subject: c.sub.clone(), role, ght_id: ght, establishment_id: est, region, expires_at: c.exp })
 }
@@ -79,8 +84,9 @@ impl TokenVerifier {
         }
         let mut map = HashMap::new();
         for (kid, pem) in keys {
-            let key = DecodingKey::from_ed_pem(&pem)
-                .map_err(|e| AppError::invalid("token_verify_key", format!("key '{kid}' is not an Ed25519 public key PEM: {e}")))?;
+            let key = DecodingKey::from_ed_pem(&pem).map_err(|e| {
+                AppError::invalid("token_verify_key", format!("key '{kid}' is not an Ed25519 public key PEM: {e}"))
+            })?;
             map.insert(kid, key);
         }
         let mut v = Validation::new(Algorithm::EdDSA);
@@ -97,7 +103,10 @@ impl TokenVerifier {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| AppError::Unauthenticated(format!("malformed token: {e}")))?;
         if header.alg != Algorithm::EdDSA {
-            return Err(AppError::Unauthenticated(format!("token algorithm {:?} is not accepted (EdDSA only)", header.alg)));
+            return Err(AppError::Unauthenticated(format!(
+                "token algorithm {:?} is not accepted (EdDSA only)",
+                header.alg
+            )));
         }
         let candidates: Vec<&DecodingKey> = match &header.kid {
             Some(kid) => vec![self
@@ -209,11 +218,11 @@ fn peer_common_name<B>(req: &http::Request<B>) -> Option<String> {
 
 impl AuthConfig {
     fn authenticate<B>(&self, req: &http::Request<B>) -> AppResult<Principal> {
-        let header = req
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .ok_or_else(|| AppError::Unauthenticated("missing 'authorization: Bearer <party token>' metadata".into()))?;
-        let value = header.to_str().map_err(|_| AppError::Unauthenticated("authorization metadata is not ASCII".into()))?;
+        let header = req.headers().get(http::header::AUTHORIZATION).ok_or_else(|| {
+            AppError::Unauthenticated("missing 'authorization: Bearer <party token>' metadata".into())
+        })?;
+        let value =
+            header.to_str().map_err(|_| AppError::Unauthenticated("authorization metadata is not ASCII".into()))?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))

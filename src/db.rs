@@ -60,10 +60,7 @@ impl Db {
                     .connect_with(opts.clone())
                     .await
                     .map_err(|e| AppError::Unavailable(format!("cannot open {url}: {e}")))?;
-                SQLITE_MIGRATOR
-                    .run(&write)
-                    .await
-                    .map_err(|e| AppError::Internal(format!("migrations: {e}")))?;
+                SQLITE_MIGRATOR.run(&write).await.map_err(|e| AppError::Internal(format!("migrations: {e}")))?;
                 let read = AnyPoolOptions::new()
                     .max_connections(max_connections.max(2))
                     .acquire_timeout(Duration::from_secs(10))
@@ -84,10 +81,7 @@ impl Db {
                     .await
                     .map_err(|e| AppError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
                 // Replicas may start together: the migrator takes an advisory lock.
-                POSTGRES_MIGRATOR
-                    .run(&pool)
-                    .await
-                    .map_err(|e| AppError::Internal(format!("migrations: {e}")))?;
+                POSTGRES_MIGRATOR.run(&pool).await.map_err(|e| AppError::Internal(format!("migrations: {e}")))?;
                 Db { read: pool.clone(), write: pool, backend }
             }
         };

@@ -17,13 +17,20 @@ pub async fn replay<M: Message + Default>(
         return Ok(None);
     }
     match lookup(conn, &ctx.principal.subject, &ctx.rpc, request_id).await? {
-        Some(bytes) => Ok(Some(M::decode(bytes.as_slice()).map_err(|e| AppError::internal(format!("stored answer: {e}")))?)),
+        Some(bytes) => {
+            Ok(Some(M::decode(bytes.as_slice()).map_err(|e| AppError::internal(format!("stored answer: {e}")))?))
+        }
         None => Ok(None),
     }
 }
 
 /// Remembers the answer to this (caller, method, request id).
-pub async fn remember<M: Message>(conn: &mut sqlx::AnyConnection, ctx: &CallCtx, request_id: &str, answer: &M) -> AppResult<()> {
+pub async fn remember<M: Message>(
+    conn: &mut sqlx::AnyConnection,
+    ctx: &CallCtx,
+    request_id: &str,
+    answer: &M,
+) -> AppResult<()> {
     if request_id.is_empty() {
         return Ok(());
     }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod facts;
 pub mod idempotency;
 pub mod pki;
 pub mod registry;

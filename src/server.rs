@@ -145,7 +145,8 @@ pub async fn start(cfg: ServeArgs) -> anyhow::Result<Running> {
         .add_service(limited!(RegistryServer::new(RegistryService { db: db.clone(), guard: guard.clone() })))
         .add_service(limited!(AccessServer::new(AccessService { guard: guard.clone() })))
         .add_service(limited!(AuditServer::new(AuditService { guard: guard.clone() })));
-    let _ = &hub;
+    // Each domain module adds its own services (with the same message-size limits).
+    let router = register_domains(router, &hub);
 
     // Health follows the database: NOT_SERVING while it does not answer.
     spawn_db_health(db.clone(), health.clone());
@@ -157,6 +158,14 @@ pub async fn start(cfg: ServeArgs) -> anyhow::Result<Running> {
     Ok(Running { addr, health, db, shutdown: Some(tx), handle, grace: Duration::from_secs(cfg.shutdown_grace_secs) })
 }
 
+/// The router type every domain's `register` function extends.
+pub type HubRouter =
+    tonic::transport::server::Router<tower::layer::util::Stack<AuthLayer, tower::layer::util::Identity>>;
+
+fn register_domains(router: HubRouter, _hub: &Hub) -> HubRouter {
+    router
+}
+
 fn spawn_db_health(db: Db, health: HealthReporter) {
     tokio::spawn(async move {
         let mut serving = true;
@@ -164,7 +173,8 @@ fn spawn_db_health(db: Db, health: HealthReporter) {
             let ok = tokio::time::timeout(Duration::from_secs(3), db.ping()).await.map(|r| r.is_ok()).unwrap_or(false);
             if ok != serving {
                 serving = ok;
-                let status = if ok { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+                let status =
+                    if ok { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
                 tracing::warn!(?status, "database health changed");
                 health.set_service_status("", status).await;
             }

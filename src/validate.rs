@@ -29,10 +29,12 @@ pub fn opt_text(field: &str, value: &str, max: usize) -> AppResult<Option<String
 /// A FINESS-like identifier: 9 characters, digits, the second may be A or B (Corse 2A/2B).
 pub fn finess(field: &str, value: &str) -> AppResult<String> {
     let v = value.trim();
-    let ok = v.len() == 9
-        && v.char_indices().all(|(i, c)| c.is_ascii_digit() || (i == 1 && (c == 'A' || c == 'B')));
+    let ok = v.len() == 9 && v.char_indices().all(|(i, c)| c.is_ascii_digit() || (i == 1 && (c == 'A' || c == 'B')));
     if !ok {
-        return Err(AppError::invalid(field, "must be a 9-character FINESS number (digits; 2nd may be A/B for Corsica)"));
+        return Err(AppError::invalid(
+            field,
+            "must be a 9-character FINESS number (digits; 2nd may be A/B for Corsica)",
+        ));
     }
     Ok(v.to_string())
 }

@@ -29,7 +29,9 @@ async fn health_over_tls_and_plaintext_refused(hub: &TestHub) {
     let mut refl = tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(channel);
     let req = tonic_reflection::pb::v1::ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+        message_request: Some(tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
     };
     let mut stream = refl.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
     let resp = stream.message().await.unwrap().unwrap();
@@ -207,18 +209,29 @@ async fn bad_input_is_precise_and_writes_nothing(hub: &TestHub) {
     let e = reg.create_establishment(req("540000080", "CH X", R::Support as i32, C::Ch as i32)).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "a second support");
     let e = reg
-        .create_ght(proto::CreateGhtRequest { id: G1.into(), name: "dup".into(), ars_region: R1.into(), request_id: String::new() })
+        .create_ght(proto::CreateGhtRequest {
+            id: G1.into(),
+            name: "dup".into(),
+            ars_region: R1.into(),
+            request_id: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::AlreadyExists);
     let e = reg
-        .create_ght(proto::CreateGhtRequest { id: "570000017".into(), name: "".into(), ars_region: R1.into(), request_id: String::new() })
+        .create_ght(proto::CreateGhtRequest {
+            id: "570000017".into(),
+            name: "".into(),
+            ars_region: R1.into(),
+            request_id: String::new(),
+        })
         .await
         .unwrap_err();
     assert!(e.code() == Code::InvalidArgument && e.message().contains("name"));
 
     // Nothing was written by any refused call.
-    let list = reg.list_establishments(proto::ListEstablishmentsRequest { ght_id: G1.into() }).await.unwrap().into_inner();
+    let list =
+        reg.list_establishments(proto::ListEstablishmentsRequest { ght_id: G1.into() }).await.unwrap().into_inner();
     assert_eq!(list.establishments.len(), 3);
     assert_eq!(reg.list_ghts(proto::ListGhtsRequest::default()).await.unwrap().into_inner().ghts.len(), 2);
 
@@ -228,7 +241,8 @@ async fn bad_input_is_precise_and_writes_nothing(hub: &TestHub) {
     let first = reg.create_establishment(r.clone()).await.unwrap().into_inner();
     let second = reg.create_establishment(r).await.unwrap().into_inner();
     assert_eq!(first, second);
-    let list = reg.list_establishments(proto::ListEstablishmentsRequest { ght_id: G1.into() }).await.unwrap().into_inner();
+    let list =
+        reg.list_establishments(proto::ListEstablishmentsRequest { ght_id: G1.into() }).await.unwrap().into_inner();
     assert_eq!(list.establishments.len(), 4);
 
     // Oversize message: refused by the size limit, not processed.
@@ -241,7 +255,10 @@ async fn bad_input_is_precise_and_writes_nothing(hub: &TestHub) {
         })
         .await
         .unwrap_err();
-    assert!(matches!(e.code(), Code::ResourceExhausted | Code::OutOfRange | Code::Internal | Code::Unavailable), "{e:?}");
+    assert!(
+        matches!(e.code(), Code::ResourceExhausted | Code::OutOfRange | Code::Internal | Code::Unavailable),
+        "{e:?}"
+    );
 }
 on_every_backend!(bad_input, bad_input_is_precise_and_writes_nothing);
 

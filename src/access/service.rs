@@ -92,7 +92,11 @@ impl AccessService {
         Ok(designation_to_proto(d))
     }
 
-    async fn list(&self, ctx: CallCtx, req: proto::ListDesignationsRequest) -> AppResult<proto::ListDesignationsResponse> {
+    async fn list(
+        &self,
+        ctx: CallCtx,
+        req: proto::ListDesignationsRequest,
+    ) -> AppResult<proto::ListDesignationsResponse> {
         let ght = Self::own_ght(&ctx)?;
         let staff = match ctx.principal.role {
             Role::DimPhysician => None,
@@ -122,7 +126,16 @@ impl AccessService {
         };
         if ctx.principal.role != Role::DimPhysician {
             let t = Target::default();
-            self.guard.record(&ctx, DataClass::IdentityNominative, Action::Admin, &t, "DENY", "break-glass: only the DIM physician may break the glass").await?;
+            self.guard
+                .record(
+                    &ctx,
+                    DataClass::IdentityNominative,
+                    Action::Admin,
+                    &t,
+                    "DENY",
+                    "break-glass: only the DIM physician may break the glass",
+                )
+                .await?;
             return Err(AppError::denied("break-glass", "only the DIM physician may break the glass"));
         }
         let ght = Self::own_ght(&ctx)?;
@@ -143,7 +156,14 @@ impl AccessService {
             target.ids.push(p.clone());
         }
         self.guard
-            .record(&ctx, DataClass::IdentityNominative, Action::Admin, &target, "BREAK_GLASS", &format!("break-glass requested: {reason}"))
+            .record(
+                &ctx,
+                DataClass::IdentityNominative,
+                Action::Admin,
+                &target,
+                "BREAK_GLASS",
+                &format!("break-glass requested: {reason}"),
+            )
             .await?;
         Ok(proto::BreakGlassGrant {
             id: row.id,
@@ -176,7 +196,10 @@ pub fn policy_to_proto() -> proto::ShowPolicyResponse {
 
 #[tonic::async_trait]
 impl access_server::Access for AccessService {
-    async fn show_policy(&self, req: Request<proto::ShowPolicyRequest>) -> Result<Response<proto::ShowPolicyResponse>, Status> {
+    async fn show_policy(
+        &self,
+        req: Request<proto::ShowPolicyRequest>,
+    ) -> Result<Response<proto::ShowPolicyResponse>, Status> {
         CallCtx::from_request(&req)?;
         Ok(Response::new(policy_to_proto()))
     }

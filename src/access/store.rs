@@ -128,13 +128,14 @@ pub async fn get_designation(db: &Db, id: &str) -> AppResult<DesignationRow> {
 
 /// Revokes once: a second revocation is a FAILED_PRECONDITION, the first one stands.
 pub async fn revoke_designation(db: &Db, id: &str, by: &str) -> AppResult<DesignationRow> {
-    let n = sqlx::query("UPDATE dim_designation SET revoked_at = $1, revoked_by = $2 WHERE id = $3 AND revoked_at IS NULL")
-        .bind(now_micros())
-        .bind(by)
-        .bind(id)
-        .execute(&db.write)
-        .await?
-        .rows_affected();
+    let n =
+        sqlx::query("UPDATE dim_designation SET revoked_at = $1, revoked_by = $2 WHERE id = $3 AND revoked_at IS NULL")
+            .bind(now_micros())
+            .bind(by)
+            .bind(id)
+            .execute(&db.write)
+            .await?
+            .rows_affected();
     if n == 0 {
         let d = get_designation(db, id).await?;
         if d.revoked_at.is_some() {
@@ -151,7 +152,9 @@ pub async fn list_designations(
     include_inactive: bool,
 ) -> AppResult<Vec<DesignationRow>> {
     let now = now_micros();
-    let mut sql = format!("SELECT {DESIGNATION_COLUMNS} FROM dim_designation WHERE ght_id = $1 AND ($2 = '' OR staff_subject = $2)");
+    let mut sql = format!(
+        "SELECT {DESIGNATION_COLUMNS} FROM dim_designation WHERE ght_id = $1 AND ($2 = '' OR staff_subject = $2)"
+    );
     if !include_inactive {
         sql.push_str(" AND revoked_at IS NULL AND (valid_until IS NULL OR valid_until > $3)");
     } else {

@@ -125,10 +125,7 @@ impl AuditLog {
     /// audit cannot be written, the caller must not serve the data.
     pub async fn append(&self, entry: AuditEntry) -> AppResult<i64> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send((entry, reply))
-            .await
-            .map_err(|_| AppError::Unavailable("audit writer stopped".into()))?;
+        self.tx.send((entry, reply)).await.map_err(|_| AppError::Unavailable("audit writer stopped".into()))?;
         rx.await.map_err(|_| AppError::Unavailable("audit writer stopped".into()))?
     }
 }

@@ -67,18 +67,29 @@ impl AuditService {
         if !v.ok {
             tracing::error!(seq = v.first_bad_seq, detail = %v.detail, "audit chain verification FAILED");
         }
-        Ok(proto::VerifyAuditResponse { ok: v.ok, records: v.records, first_bad_seq: v.first_bad_seq, detail: v.detail })
+        Ok(proto::VerifyAuditResponse {
+            ok: v.ok,
+            records: v.records,
+            first_bad_seq: v.first_bad_seq,
+            detail: v.detail,
+        })
     }
 }
 
 #[tonic::async_trait]
 impl audit_server::Audit for AuditService {
-    async fn query_audit(&self, req: Request<proto::QueryAuditRequest>) -> Result<Response<proto::QueryAuditResponse>, Status> {
+    async fn query_audit(
+        &self,
+        req: Request<proto::QueryAuditRequest>,
+    ) -> Result<Response<proto::QueryAuditResponse>, Status> {
         let ctx = CallCtx::from_request(&req)?;
         Ok(Response::new(self.query(ctx, req.into_inner()).await?))
     }
 
-    async fn verify_audit(&self, req: Request<proto::VerifyAuditRequest>) -> Result<Response<proto::VerifyAuditResponse>, Status> {
+    async fn verify_audit(
+        &self,
+        req: Request<proto::VerifyAuditRequest>,
+    ) -> Result<Response<proto::VerifyAuditResponse>, Status> {
         let ctx = CallCtx::from_request(&req)?;
         Ok(Response::new(self.verify(ctx).await.map_err(|e: AppError| e)?))
     }

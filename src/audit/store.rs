@@ -15,9 +15,8 @@ pub async fn append_batch(db: &Db, entries: &[&AuditEntry]) -> AppResult<i64> {
     if db.is_postgres() {
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_CHAIN_LOCK).execute(&mut *tx).await?;
     }
-    let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *tx)
-        .await?;
+    let head =
+        sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *tx).await?;
     let (mut seq, mut prev) = match head {
         Some(row) => (row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?),
         None => (0, String::new()),
@@ -148,10 +147,11 @@ pub async fn verify(db: &Db) -> AppResult<Verification> {
     let mut expected_seq = 1i64;
     let mut count = 0i64;
     loop {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM audit_log a WHERE a.seq >= $1 ORDER BY a.seq LIMIT 5000"))
-            .bind(expected_seq)
-            .fetch_all(&db.read)
-            .await?;
+        let rows =
+            sqlx::query(&format!("SELECT {COLUMNS} FROM audit_log a WHERE a.seq >= $1 ORDER BY a.seq LIMIT 5000"))
+                .bind(expected_seq)
+                .fetch_all(&db.read)
+                .await?;
         if rows.is_empty() {
             break;
         }

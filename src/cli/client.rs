@@ -9,9 +9,7 @@ use tonic::{
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
 };
 
-use crate::proto::{
-    access_client::AccessClient, audit_client::AuditClient, registry_client::RegistryClient,
-};
+use crate::proto::{access_client::AccessClient, audit_client::AuditClient, registry_client::RegistryClient};
 
 /// Where the hub is and who we are.
 #[derive(clap::Args, Debug, Clone)]

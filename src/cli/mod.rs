@@ -20,7 +20,11 @@ use crate::{
 use client::{ConnectArgs, HubClient};
 
 #[derive(Parser, Debug)]
-#[command(name = "ghthub", version, about = "TLS gRPC data-exchange hub for a GHT (groupement hospitalier de territoire)")]
+#[command(
+    name = "ghthub",
+    version,
+    about = "TLS gRPC data-exchange hub for a GHT (groupement hospitalier de territoire)"
+)]
 pub struct Cli {
     /// Log format.
     #[arg(long, env = "GHTHUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -468,7 +472,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         .into_inner();
                     show(d);
                 }
-                DimCommand::Revoke { id } => show(c.access().revoke_designation(proto::RevokeDesignationRequest { id }).await?.into_inner()),
+                DimCommand::Revoke { id } => {
+                    show(c.access().revoke_designation(proto::RevokeDesignationRequest { id }).await?.into_inner())
+                }
                 DimCommand::Designations { all } => {
                     let r = c
                         .access()
@@ -487,7 +493,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         })
                         .await?
                         .into_inner();
-                    println!("break-glass grant {} until {} (flagged in the audit trail for review)", g.id, g.expires_at);
+                    println!(
+                        "break-glass grant {} until {} (flagged in the audit trail for review)",
+                        g.id, g.expires_at
+                    );
                 }
             }
             Ok(())
@@ -500,7 +509,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     if v.ok {
                         println!("audit chain OK: {} records", v.records);
                     } else {
-                        bail!("audit chain BROKEN at seq {}: {} ({} records verified before it)", v.first_bad_seq, v.detail, v.records);
+                        bail!(
+                            "audit chain BROKEN at seq {}: {} ({} records verified before it)",
+                            v.first_bad_seq,
+                            v.detail,
+                            v.records
+                        );
                     }
                 }
                 AuditCommand::Query { target, subject, break_glass, after, limit } => {

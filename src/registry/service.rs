@@ -81,7 +81,14 @@ impl RegistryService {
         let category: proto::EstablishmentCategory = validate::enum_value("category", req.category)?;
         let target = self.ght_target(&ght_id).await?.with_ids([id.clone()]);
         self.guard.authorize(&ctx, DataClass::Registry, Action::Write, &target).await?;
-        let e = proto::Establishment { id, ght_id, name, role: role as i32, category: category as i32, created_at: String::new() };
+        let e = proto::Establishment {
+            id,
+            ght_id,
+            name,
+            role: role as i32,
+            category: category as i32,
+            created_at: String::new(),
+        };
         let mut tx = self.db.write.begin().await?;
         if let Some(prev) = idempotency::replay(&mut tx, &ctx, &req.request_id).await? {
             return Ok(prev);
@@ -94,7 +101,11 @@ impl RegistryService {
         Ok(answer)
     }
 
-    async fn get_establishment(&self, ctx: CallCtx, req: proto::GetEstablishmentRequest) -> AppResult<proto::Establishment> {
+    async fn get_establishment(
+        &self,
+        ctx: CallCtx,
+        req: proto::GetEstablishmentRequest,
+    ) -> AppResult<proto::Establishment> {
         let id = validate::finess("id", &req.id)?;
         let e = store::get_establishment(&self.db, &id)
             .await?
@@ -115,7 +126,11 @@ impl RegistryService {
         Ok(proto::ListEstablishmentsResponse { establishments: store::list_establishments(&self.db, &ght_id).await? })
     }
 
-    async fn create_account(&self, ctx: CallCtx, req: proto::CreatePartyAccountRequest) -> AppResult<proto::PartyAccount> {
+    async fn create_account(
+        &self,
+        ctx: CallCtx,
+        req: proto::CreatePartyAccountRequest,
+    ) -> AppResult<proto::PartyAccount> {
         let a = req.account.ok_or_else(|| AppError::invalid("account", "is required"))?;
         let subject = validate::token("account.subject", &a.subject, 200)?;
         let role = proto::PartyRole::try_from(a.role)
@@ -164,7 +179,11 @@ impl RegistryService {
         Ok(proto::PartyAccount { created_at: to_rfc3339(at), ..account })
     }
 
-    async fn list_accounts(&self, ctx: CallCtx, req: proto::ListPartyAccountsRequest) -> AppResult<proto::ListPartyAccountsResponse> {
+    async fn list_accounts(
+        &self,
+        ctx: CallCtx,
+        req: proto::ListPartyAccountsRequest,
+    ) -> AppResult<proto::ListPartyAccountsResponse> {
         let ght_id = validate::finess("ght_id", &req.ght_id)?;
         let target = self.ght_target(&ght_id).await?;
         self.guard.authorize(&ctx, DataClass::Registry, Action::Read, &target).await?;
@@ -182,7 +201,10 @@ impl registry_server::Registry for RegistryService {
         let ctx = CallCtx::from_request(&req)?;
         Ok(Response::new(self.get_ght(ctx, req.into_inner()).await?))
     }
-    async fn list_ghts(&self, req: Request<proto::ListGhtsRequest>) -> Result<Response<proto::ListGhtsResponse>, Status> {
+    async fn list_ghts(
+        &self,
+        req: Request<proto::ListGhtsRequest>,
+    ) -> Result<Response<proto::ListGhtsResponse>, Status> {
         let ctx = CallCtx::from_request(&req)?;
         Ok(Response::new(self.list_ghts(ctx, req.into_inner()).await?))
     }

@@ -51,10 +51,11 @@ pub async fn get_ght(db: &Db, id: &str) -> AppResult<Option<proto::Ght>> {
 }
 
 pub async fn list_ghts(db: &Db, region: Option<&str>) -> AppResult<Vec<proto::Ght>> {
-    let rows = sqlx::query("SELECT id, name, ars_region, created_at FROM ght WHERE ($1 = '' OR ars_region = $1) ORDER BY id")
-        .bind(region.unwrap_or(""))
-        .fetch_all(&db.read)
-        .await?;
+    let rows =
+        sqlx::query("SELECT id, name, ars_region, created_at FROM ght WHERE ($1 = '' OR ars_region = $1) ORDER BY id")
+            .bind(region.unwrap_or(""))
+            .fetch_all(&db.read)
+            .await?;
     rows.iter().map(ght_from_row).collect()
 }
 
@@ -89,10 +90,7 @@ pub async fn insert_establishment(tx: &mut sqlx::AnyConnection, e: &proto::Estab
             .await?;
         if let Some(r) = existing {
             let id: String = r.try_get(0)?;
-            return Err(AppError::precondition(format!(
-                "GHT {} already has a support establishment ({id})",
-                e.ght_id
-            )));
+            return Err(AppError::precondition(format!("GHT {} already has a support establishment ({id})", e.ght_id)));
         }
     }
     sqlx::query("INSERT INTO establishment (id, ght_id, name, role, category, created_at) VALUES ($1,$2,$3,$4,$5,$6)")
@@ -142,7 +140,12 @@ fn account_from_row(r: &sqlx::any::AnyRow) -> AppResult<proto::PartyAccount> {
     })
 }
 
-pub async fn insert_account(tx: &mut sqlx::AnyConnection, a: &proto::PartyAccount, role: &str, at: i64) -> AppResult<()> {
+pub async fn insert_account(
+    tx: &mut sqlx::AnyConnection,
+    a: &proto::PartyAccount,
+    role: &str,
+    at: i64,
+) -> AppResult<()> {
     let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
     sqlx::query(
         "INSERT INTO party_account (subject, role, ght_id, establishment_id, ars_region, display_name, created_at) \
@@ -174,4 +177,3 @@ pub async fn list_accounts(db: &Db, ght_id: &str) -> AppResult<Vec<proto::PartyA
     .await?;
     rows.iter().map(account_from_row).collect()
 }
-

@@ -158,13 +158,20 @@ pub mod fixture {
 
 pub async fn seed_territory(hub: &TestHub) {
     use fixture::*;
-    use ghthub::proto::{CreateEstablishmentRequest, CreateGhtRequest, EstablishmentCategory as C, EstablishmentRole as R};
+    use ghthub::proto::{
+        CreateEstablishmentRequest, CreateGhtRequest, EstablishmentCategory as C, EstablishmentRole as R,
+    };
     let admin = hub.admin().await;
     let mut reg = admin.registry();
     for (id, name, region) in [(G1, "GHT Sud Lorraine", R1), (G2, "GHT Haute-Garonne", R2)] {
-        reg.create_ght(CreateGhtRequest { id: id.into(), name: name.into(), ars_region: region.into(), request_id: String::new() })
-            .await
-            .expect("create GHT");
+        reg.create_ght(CreateGhtRequest {
+            id: id.into(),
+            name: name.into(),
+            ars_region: region.into(),
+            request_id: String::new(),
+        })
+        .await
+        .expect("create GHT");
     }
     for (id, ght, name, role, cat) in [
         (E1, G1, "CHRU de Nancy", R::Support, C::Chu),
