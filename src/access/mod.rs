@@ -78,41 +78,7 @@ impl Guard {
     /// decision when the policy requires it, and returns PERMISSION_DENIED naming the
     /// rule on refusal.
     pub async fn authorize(&self, ctx: &CallCtx, data: DataClass, action: Action, target: &Target) -> AppResult<Grant> {
-        let p = &ctx.principal;
-        let needs = policy::fact_needs(p, data, action, target);
-        let mut facts = Facts::default();
-        if needs.party_status {
-            if let Some(est) = &target.establishment_id {
-                facts.target_is_party = Some(store::is_party(&self.db, est).await?);
-            }
-        }
-        if needs.designation {
-            if let Some(ght) = &target.ght_id {
-                facts.designation =
-                    store::has_live_designation(&self.db, &p.subject, ght, target.establishment_id.as_deref()).await?;
-            }
-        }
-        if needs.care_relationship {
-            if let (Some(own), Some(patient)) = (&p.establishment_id, &target.patient_ref) {
-                facts.care_relationship = store::has_care_relationship(&self.db, own, patient).await?;
-            }
-        }
-        let mut decision: Decision = policy::decide(p, data, action, target, &facts);
-        let mut break_glass = false;
-        if !decision.allowed && p.role == Role::DimPhysician && data.is_nominative() && target.ght_id == p.ght_id {
-            if let Some(ght) = &target.ght_id {
-                if let Some(grant_id) =
-                    store::live_break_glass(&self.db, &p.subject, ght, target.patient_ref.as_deref()).await?
-                {
-                    break_glass = true;
-                    decision = Decision {
-                        allowed: true,
-                        rule: "break-glass",
-                        reason: format!("break-glass grant {grant_id} (outside rule '{}')", decision.rule),
-                    };
-                }
-            }
-        }
+        let (decision, break_glass) = self.evaluate(&ctx.principal, data, action, target).await?;
         if !decision.allowed || data.is_nominative() || action != Action::Read || break_glass {
             let verdict = match (decision.allowed, break_glass) {
                 (false, _) => "DENY",
@@ -126,6 +92,68 @@ impl Guard {
         } else {
             Err(AppError::denied(decision.rule, decision.reason))
         }
+    }
+
+    /// The decision with every fact resolved, and whether only break-glass allows it.
+    /// Writes nothing: `authorize` audits, `CheckAccess` explains.
+    pub async fn evaluate(
+        &self,
+        p: &Principal,
+        data: DataClass,
+        action: Action,
+        target: &Target,
+    ) -> AppResult<(Decision, bool)> {
+        let needs = policy::fact_needs(p, data, action, target);
+        let mut facts = Facts::default();
+        if let Some(est) = &target.establishment_id {
+            // The establishment's GHT comes from the registry, never from the caller:
+            // a target pairing a GHT with another GHT's establishment is refused.
+            let (est_ght, is_party) = store::establishment_facts(&self.db, est).await?;
+            if target.ght_id.as_deref().is_some_and(|g| g != est_ght) {
+                return Ok((
+                    Decision {
+                        allowed: false,
+                        rule: "target-consistency",
+                        reason: "the target establishment does not belong to the target GHT".into(),
+                    },
+                    false,
+                ));
+            }
+            if needs.party_status {
+                facts.target_is_party = Some(is_party);
+            }
+        }
+        if needs.designation {
+            if let Some(ght) = &target.ght_id {
+                facts.designation =
+                    store::has_live_designation(&self.db, &p.subject, ght, target.establishment_id.as_deref()).await?;
+            }
+        }
+        if needs.care_relationship {
+            if let (Some(own), Some(patient)) = (&p.establishment_id, &target.patient_ref) {
+                facts.care_relationship = store::has_care_relationship(&self.db, own, patient).await?;
+            }
+        }
+        let decision = policy::decide(p, data, action, target, &facts);
+        // Break-glass: a DIM physician's live grant opens nominative data of the GHT
+        // outside the ordinary rule (e.g. an associé's patients); never another GHT.
+        if !decision.allowed && p.role == Role::DimPhysician && data.is_nominative() && target.ght_id == p.ght_id {
+            if let Some(ght) = &target.ght_id {
+                if let Some(grant_id) =
+                    store::live_break_glass(&self.db, &p.subject, ght, target.patient_ref.as_deref()).await?
+                {
+                    return Ok((
+                        Decision {
+                            allowed: true,
+                            rule: "break-glass",
+                            reason: format!("break-glass grant {grant_id} (outside rule '{}')", decision.rule),
+                        },
+                        true,
+                    ));
+                }
+            }
+        }
+        Ok((decision, false))
     }
 
     /// The pure policy answer for list filtering (no facts, no audit): used to keep

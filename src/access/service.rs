@@ -177,6 +177,41 @@ impl AccessService {
     }
 }
 
+impl AccessService {
+    async fn check(&self, ctx: CallCtx, req: proto::CheckAccessRequest) -> AppResult<proto::CheckAccessResponse> {
+        let data = proto::DataClass::try_from(req.data_class)
+            .ok()
+            .and_then(data_from_proto)
+            .ok_or_else(|| AppError::invalid("data_class", "must be a known data class (not UNSPECIFIED)"))?;
+        let action = proto::AccessAction::try_from(req.action)
+            .ok()
+            .and_then(action_from_proto)
+            .ok_or_else(|| AppError::invalid("action", "must be a known action (not UNSPECIFIED)"))?;
+        let ght = validate::opt_text("ght_id", &req.ght_id, 9)?;
+        let region = match &ght {
+            Some(g) => crate::registry::store::ght_region(self.db(), g).await?,
+            None => None,
+        };
+        let target = Target {
+            ght_id: ght,
+            establishment_id: validate::opt_text("establishment_id", &req.establishment_id, 9)?,
+            region,
+            patient_ref: validate::opt_text("patient_ref", &req.patient_ref, 200)?,
+            ids: vec![],
+        };
+        let (d, break_glass) = self.guard.evaluate(&ctx.principal, data, action, &target).await?;
+        Ok(proto::CheckAccessResponse { allowed: d.allowed, rule: d.rule.to_string(), reason: d.reason, break_glass })
+    }
+}
+
+fn data_from_proto(d: proto::DataClass) -> Option<DataClass> {
+    DataClass::ALL.into_iter().find(|x| x.to_proto() == d)
+}
+
+fn action_from_proto(a: proto::AccessAction) -> Option<Action> {
+    Action::ALL.into_iter().find(|x| x.to_proto() == a)
+}
+
 pub fn policy_to_proto() -> proto::ShowPolicyResponse {
     proto::ShowPolicyResponse {
         rules: policy::POLICY
@@ -226,6 +261,14 @@ impl access_server::Access for AccessService {
     ) -> Result<Response<proto::ListDesignationsResponse>, Status> {
         let ctx = CallCtx::from_request(&req)?;
         Ok(Response::new(self.list(ctx, req.into_inner()).await?))
+    }
+
+    async fn check_access(
+        &self,
+        req: Request<proto::CheckAccessRequest>,
+    ) -> Result<Response<proto::CheckAccessResponse>, Status> {
+        let ctx = CallCtx::from_request(&req)?;
+        Ok(Response::new(self.check(ctx, req.into_inner()).await?))
     }
 
     async fn request_break_glass(

@@ -5,16 +5,17 @@ use sqlx::Row;
 
 use crate::{db::Db, time::now_micros, AppError, AppResult};
 
-/// Is the establishment a party (support or partie) of its GHT?
-pub async fn is_party(db: &Db, establishment_id: &str) -> AppResult<bool> {
-    let row = sqlx::query("SELECT role FROM establishment WHERE id = $1")
+/// The GHT of an establishment and whether it is a party (support or partie) of it.
+pub async fn establishment_facts(db: &Db, establishment_id: &str) -> AppResult<(String, bool)> {
+    let row = sqlx::query("SELECT ght_id, role FROM establishment WHERE id = $1")
         .bind(establishment_id)
         .fetch_optional(&db.read)
         .await?;
     match row {
         Some(r) => {
-            let role: String = r.try_get(0)?;
-            Ok(role == "SUPPORT" || role == "PARTIE")
+            let ght: String = r.try_get(0)?;
+            let role: String = r.try_get(1)?;
+            Ok((ght, role == "SUPPORT" || role == "PARTIE"))
         }
         None => Err(AppError::not_found(format!("establishment {establishment_id}"))),
     }
