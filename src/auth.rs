@@ -179,6 +179,86 @@ pub struct AuthConfig {
     pub verifier: TokenVerifier,
     /// With mTLS: the client certificate CN must equal the token subject.
     pub require_client_cert: bool,
+    /// Per-party limits (None = unlimited).
+    pub limits: PartyLimits,
+}
+
+/// Per-party abuse limits: a token bucket of calls per second, and a cap on calls
+/// (streams included) in flight at once. One party cannot starve the others.
+pub struct PartyLimits {
+    rate: Option<governor::DefaultKeyedRateLimiter<String>>,
+    rate_per_sec: u32,
+    max_in_flight: usize,
+    in_flight: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+}
+
+impl PartyLimits {
+    /// `rate_per_sec` 0 disables the rate limit; `max_in_flight` 0 disables the cap.
+    pub fn new(rate_per_sec: u32, burst: u32, max_in_flight: usize) -> PartyLimits {
+        let rate = std::num::NonZeroU32::new(rate_per_sec).map(|r| {
+            let burst = std::num::NonZeroU32::new(burst.max(rate_per_sec)).unwrap_or(r);
+            governor::RateLimiter::keyed(governor::Quota::per_second(r).allow_burst(burst))
+        });
+        PartyLimits { rate, rate_per_sec, max_in_flight, in_flight: std::sync::Mutex::new(HashMap::new()) }
+    }
+
+    pub fn unlimited() -> PartyLimits {
+        PartyLimits::new(0, 0, 0)
+    }
+
+    /// Admits one call of `subject`, or says which limit refuses it. The permit is held
+    /// until the response (stream) ends.
+    fn admit(&self, subject: &str) -> AppResult<Option<tokio::sync::OwnedSemaphorePermit>> {
+        if let Some(rate) = &self.rate {
+            if rate.check_key(&subject.to_string()).is_err() {
+                return Err(AppError::ResourceExhausted(format!(
+                    "rate limit of {} calls/s for party '{subject}' exceeded; retry later",
+                    self.rate_per_sec
+                )));
+            }
+        }
+        if self.max_in_flight == 0 {
+            return Ok(None);
+        }
+        let sem = {
+            let mut map = self.in_flight.lock().map_err(|_| AppError::internal("limits lock poisoned"))?;
+            map.entry(subject.to_string())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.max_in_flight)))
+                .clone()
+        };
+        sem.try_acquire_owned().map(Some).map_err(|_| {
+            AppError::ResourceExhausted(format!(
+                "party '{subject}' already has {} calls or streams open; close some first",
+                self.max_in_flight
+            ))
+        })
+    }
+}
+
+/// A response body that holds the party's in-flight permit until the body ends.
+struct PermitBody {
+    inner: tonic::body::Body,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl http_body::Body for PermitBody {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The tower layer: verifies the party token and inserts the [`Principal`],
@@ -270,8 +350,12 @@ where
             .filter(|v| !v.is_empty() && v.len() <= 128)
             .map(String::from)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        match self.cfg.authenticate(&req) {
-            Ok(principal) => {
+        let admitted = self.cfg.authenticate(&req).and_then(|p| {
+            let permit = self.cfg.limits.admit(&p.subject)?;
+            Ok((p, permit))
+        });
+        match admitted {
+            Ok((principal, permit)) => {
                 tracing::debug!(subject = %principal.subject, role = %principal.role, %path, "authenticated");
                 req.extensions_mut().insert(principal);
                 req.extensions_mut().insert(RequestId(request_id));
@@ -279,10 +363,16 @@ where
                 // Swap in a fresh clone so the service we polled ready is the one we call.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
-                Box::pin(async move { inner.call(req).await })
+                Box::pin(async move {
+                    let resp = inner.call(req).await?;
+                    Ok(match permit {
+                        Some(permit) => resp.map(|inner| tonic::body::Body::new(PermitBody { inner, _permit: permit })),
+                        None => resp,
+                    })
+                })
             }
             Err(e) => {
-                tracing::info!(%path, reason = %e, "unauthenticated call refused");
+                tracing::info!(%path, reason = %e, "call refused before reaching a service");
                 let status: tonic::Status = e.into();
                 Box::pin(async move { Ok(status.into_http()) })
             }

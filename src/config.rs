@@ -47,6 +47,15 @@ pub struct ServeArgs {
     /// Concurrent HTTP/2 streams per connection.
     #[arg(long, env = "GHTHUB_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
     pub max_concurrent_streams: u32,
+    /// Calls per second allowed to one party (token subject); 0 = unlimited.
+    #[arg(long, env = "GHTHUB_RATE_LIMIT_PER_PARTY", default_value_t = 20_000)]
+    pub rate_limit_per_party: u32,
+    /// Burst above the per-party rate.
+    #[arg(long, env = "GHTHUB_RATE_BURST_PER_PARTY", default_value_t = 40_000)]
+    pub rate_burst_per_party: u32,
+    /// Calls and streams one party may have open at once; 0 = unlimited.
+    #[arg(long, env = "GHTHUB_MAX_IN_FLIGHT_PER_PARTY", default_value_t = 256)]
+    pub max_in_flight_per_party: usize,
     /// Extra DNS names for the generated dev server certificate.
     #[arg(long, env = "GHTHUB_SERVER_NAMES", value_delimiter = ',')]
     pub server_names: Vec<String>,
@@ -74,6 +83,9 @@ impl ServeArgs {
             request_timeout_secs: 30,
             max_message_bytes: 16 * 1024 * 1024,
             max_concurrent_streams: 256,
+            rate_limit_per_party: 20_000,
+            rate_burst_per_party: 40_000,
+            max_in_flight_per_party: 256,
             server_names: vec![],
             shutdown_grace_secs: 0,
         }

@@ -139,7 +139,15 @@ pub async fn start(cfg: ServeArgs) -> anyhow::Result<Running> {
         .max_concurrent_streams(cfg.max_concurrent_streams)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .trace_fn(|req| tracing::info_span!("grpc", method = %req.uri().path()))
-        .layer(AuthLayer::new(AuthConfig { verifier, require_client_cert: cfg.require_client_cert }))
+        .layer(AuthLayer::new(AuthConfig {
+            verifier,
+            require_client_cert: cfg.require_client_cert,
+            limits: crate::auth::PartyLimits::new(
+                cfg.rate_limit_per_party,
+                cfg.rate_burst_per_party,
+                cfg.max_in_flight_per_party,
+            ),
+        }))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(limited!(RegistryServer::new(RegistryService { db: db.clone(), guard: guard.clone() })))
