@@ -20,5 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("ghthub_descriptor.bin"))
         .compile_protos(&protos, &[PathBuf::from("proto")])?;
+    // The echo baseline for load comparisons lives outside the public contract.
+    tonic_prost_build::configure()
+        .compile_protos(&[PathBuf::from("proto/ghthub/bench/echo.proto")], &[PathBuf::from("proto")])?;
     Ok(())
 }

@@ -74,7 +74,14 @@ pub fn principal_from_claims(c: &Claims) -> AppResult<Principal> {
 pub struct TokenVerifier {
     keys: HashMap<String, DecodingKey>,
     validation: Validation,
+    /// Tokens already verified, keyed by the whole token string. A signature check
+    /// costs tens of microseconds; a party reuses its token for hours. Time-based
+    /// claims are re-checked on every hit, and the cache is bounded.
+    verified: std::sync::Mutex<HashMap<String, (Principal, i64)>>,
 }
+
+/// Most verified tokens remembered; the cache is emptied when full.
+const VERIFIED_CACHE_MAX: usize = 10_000;
 
 impl TokenVerifier {
     /// `keys`: (kid, SPKI PEM of an Ed25519 public key).
@@ -96,10 +103,30 @@ impl TokenVerifier {
         v.validate_exp = true;
         v.validate_nbf = true;
         v.leeway = LEEWAY_SECS;
-        Ok(TokenVerifier { keys: map, validation: v })
+        Ok(TokenVerifier { keys: map, validation: v, verified: std::sync::Mutex::new(HashMap::new()) })
     }
 
     pub fn verify(&self, token: &str) -> AppResult<Principal> {
+        let now = chrono::Utc::now().timestamp();
+        let leeway = LEEWAY_SECS as i64;
+        if let Ok(cache) = self.verified.lock() {
+            if let Some((p, nbf)) = cache.get(token) {
+                if now < p.expires_at + leeway && now + leeway >= *nbf {
+                    return Ok(p.clone());
+                }
+            }
+        }
+        let (principal, nbf) = self.verify_uncached(token)?;
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.len() >= VERIFIED_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(token.to_string(), (principal.clone(), nbf));
+        }
+        Ok(principal)
+    }
+
+    fn verify_uncached(&self, token: &str) -> AppResult<(Principal, i64)> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| AppError::Unauthenticated(format!("malformed token: {e}")))?;
         if header.alg != Algorithm::EdDSA {
@@ -118,7 +145,7 @@ impl TokenVerifier {
         let mut last = None;
         for key in candidates {
             match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
-                Ok(data) => return principal_from_claims(&data.claims),
+                Ok(data) => return Ok((principal_from_claims(&data.claims)?, data.claims.nbf)),
                 Err(e) => last = Some(e),
             }
         }

@@ -27,6 +27,19 @@ pub struct Db {
     /// Pool for writes: one connection on SQLite, the read pool on PostgreSQL.
     pub write: AnyPool,
     pub backend: Backend,
+    /// Registry facts that never change once written (see [`RegistryCache`]).
+    pub registry_cache: std::sync::Arc<RegistryCache>,
+}
+
+/// Facts of the registry that the hub never updates once written — a GHT's ARS region,
+/// an establishment's GHT and role — remembered so the access checks on every call do
+/// not query them again. Only found rows are cached, so a replica that has not yet
+/// seen a new row simply asks the database. If an update path is ever added for these
+/// fields, it must clear this cache (and other replicas' — i.e. drop the cache).
+#[derive(Default)]
+pub struct RegistryCache {
+    pub ght_region: std::sync::RwLock<std::collections::HashMap<String, String>>,
+    pub establishment: std::sync::RwLock<std::collections::HashMap<String, (String, String)>>,
 }
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -68,7 +81,7 @@ impl Db {
                     .connect_with(opts)
                     .await
                     .map_err(|e| AppError::Unavailable(format!("cannot open {url}: {e}")))?;
-                Db { read, write, backend }
+                Db { read, write, backend, registry_cache: Default::default() }
             }
             Backend::Postgres => {
                 let opts = AnyConnectOptions::from_str(url)
@@ -82,7 +95,7 @@ impl Db {
                     .map_err(|e| AppError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
                 // Replicas may start together: the migrator takes an advisory lock.
                 POSTGRES_MIGRATOR.run(&pool).await.map_err(|e| AppError::Internal(format!("migrations: {e}")))?;
-                Db { read: pool.clone(), write: pool, backend }
+                Db { read: pool.clone(), write: pool, backend, registry_cache: Default::default() }
             }
         };
         Ok(db)

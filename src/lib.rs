@@ -14,6 +14,7 @@ pub mod db;
 pub mod error;
 pub mod facts;
 pub mod idempotency;
+pub mod load;
 pub mod pki;
 pub mod registry;
 pub mod server;
@@ -28,6 +29,12 @@ pub mod proto {
 
     /// Encoded descriptor set, served by gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ghthub_descriptor");
+}
+
+/// The echo service used as a throughput baseline by `ghthub load --compare-echo`.
+pub mod bench_proto {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("ghthub.bench");
 }
 
 pub use error::{AppError, AppResult};

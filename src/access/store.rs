@@ -7,16 +7,8 @@ use crate::{db::Db, time::now_micros, AppError, AppResult};
 
 /// The GHT of an establishment and whether it is a party (support or partie) of it.
 pub async fn establishment_facts(db: &Db, establishment_id: &str) -> AppResult<(String, bool)> {
-    let row = sqlx::query("SELECT ght_id, role FROM establishment WHERE id = $1")
-        .bind(establishment_id)
-        .fetch_optional(&db.read)
-        .await?;
-    match row {
-        Some(r) => {
-            let ght: String = r.try_get(0)?;
-            let role: String = r.try_get(1)?;
-            Ok((ght, role == "SUPPORT" || role == "PARTIE"))
-        }
+    match crate::registry::store::establishment_ght_role(db, establishment_id).await? {
+        Some((ght, role)) => Ok((ght, role == "SUPPORT" || role == "PARTIE")),
         None => Err(AppError::not_found(format!("establishment {establishment_id}"))),
     }
 }

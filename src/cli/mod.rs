@@ -75,6 +75,16 @@ pub enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Drive a mixed workload against a hub and print throughput and latency percentiles.
+    Load(crate::load::LoadArgs),
+    /// The bare TLS echo server `load --compare-echo` measures against.
+    #[command(hide = true)]
+    BenchEcho {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -259,6 +269,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let connect = cli.connect.clone();
     match cli.command {
         Command::Serve(args) => crate::server::serve(args).await,
+        Command::Load(args) => crate::load::run(args, &connect).await,
+        Command::BenchEcho { listen, data_dir } => crate::load::echo::serve(listen, &data_dir).await,
         Command::Certs { out, clients, server_names } => {
             let paths = DevPaths::new(&out);
             pki::ensure_dev_material(&paths, &server_names)?;

@@ -61,23 +61,42 @@ pub async fn list_ghts(db: &Db, region: Option<&str>) -> AppResult<Vec<proto::Gh
 
 /// The ARS region of a GHT (None when the GHT is unknown).
 pub async fn ght_region(db: &Db, ght_id: &str) -> AppResult<Option<String>> {
+    if let Some(r) = db.registry_cache.ght_region.read().ok().and_then(|c| c.get(ght_id).cloned()) {
+        return Ok(Some(r));
+    }
     let row = sqlx::query("SELECT ars_region FROM ght WHERE id = $1").bind(ght_id).fetch_optional(&db.read).await?;
-    Ok(match row {
+    let region: Option<String> = match row {
         Some(r) => Some(r.try_get(0)?),
         None => None,
-    })
+    };
+    if let (Some(r), Ok(mut cache)) = (&region, db.registry_cache.ght_region.write()) {
+        cache.insert(ght_id.to_string(), r.clone());
+    }
+    Ok(region)
+}
+
+/// An establishment's (GHT, role in the GHT), cached: neither ever changes.
+pub async fn establishment_ght_role(db: &Db, establishment_id: &str) -> AppResult<Option<(String, String)>> {
+    if let Some(v) = db.registry_cache.establishment.read().ok().and_then(|c| c.get(establishment_id).cloned()) {
+        return Ok(Some(v));
+    }
+    let row = sqlx::query("SELECT ght_id, role FROM establishment WHERE id = $1")
+        .bind(establishment_id)
+        .fetch_optional(&db.read)
+        .await?;
+    let v: Option<(String, String)> = match row {
+        Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
+        None => None,
+    };
+    if let (Some(v), Ok(mut cache)) = (&v, db.registry_cache.establishment.write()) {
+        cache.insert(establishment_id.to_string(), v.clone());
+    }
+    Ok(v)
 }
 
 /// The GHT of an establishment (None when the establishment is unknown).
 pub async fn establishment_ght(db: &Db, establishment_id: &str) -> AppResult<Option<String>> {
-    let row = sqlx::query("SELECT ght_id FROM establishment WHERE id = $1")
-        .bind(establishment_id)
-        .fetch_optional(&db.read)
-        .await?;
-    Ok(match row {
-        Some(r) => Some(r.try_get(0)?),
-        None => None,
-    })
+    Ok(establishment_ght_role(db, establishment_id).await?.map(|(ght, _)| ght))
 }
 
 pub async fn insert_establishment(tx: &mut sqlx::AnyConnection, e: &proto::Establishment, at: i64) -> AppResult<()> {
