@@ -53,6 +53,8 @@ else
   else
     rm -rf "$venv"
     mkdir -p "$venv"
+    PIP_ROOT_USER_ACTION=ignore
+    export PIP_ROOT_USER_ACTION
     "$python" -m pip install --quiet --disable-pip-version-check --target "$venv/site" \
       -r "$deploy/validate-requirements.txt"
     if ! "$python" -m pip install --quiet --disable-pip-version-check --target "$venv/site" \
