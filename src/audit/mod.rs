@@ -129,3 +129,73 @@ impl AuditLog {
         rx.await.map_err(|_| AppError::Unavailable("audit writer stopped".into()))?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry() -> impl Strategy<Value = AuditEntry> {
+        (
+            "[a-z0-9@.-]{1,12}",
+            "[A-Z_]{3,12}",
+            "[0-9]{9}",
+            proptest::collection::vec("[A-Za-z0-9:-]{1,16}", 0..4),
+            "(ALLOW|DENY|BREAK_GLASS)",
+            ".{0,40}",
+        )
+            .prop_map(|(subject, role, ght, target_ids, decision, reason)| AuditEntry {
+                subject,
+                role,
+                ght_id: ght.clone(),
+                establishment_id: String::new(),
+                rpc: "/ghthub.v1.Identity/GetIdentity".into(),
+                data_class: "IDENTITY_NOMINATIVE".into(),
+                action: "READ".into(),
+                target_ids,
+                target_ght_id: ght,
+                decision,
+                reason,
+                request_id: "r".into(),
+            })
+    }
+
+    proptest! {
+        /// Any change to any field, or to the link, changes the hash: an edit is detectable.
+        #[test]
+        fn every_field_is_covered_by_the_hash(e in entry(), seq in 1i64..1_000_000, at in 0i64..i64::MAX / 2, field in 0usize..14, prev in "[0-9a-f]{64}") {
+            let original = record_hash(seq, at, &e, &prev);
+            let mut m = e.clone();
+            let (mut seq2, mut at2, mut prev2) = (seq, at, prev.clone());
+            match field {
+                0 => m.subject.push('x'),
+                1 => m.role.push('x'),
+                2 => m.ght_id.push('x'),
+                3 => m.establishment_id.push('x'),
+                4 => m.rpc.push('x'),
+                5 => m.data_class.push('x'),
+                6 => m.action.push('x'),
+                7 => m.target_ids.push("extra".into()),
+                8 => m.target_ght_id.push('x'),
+                9 => m.decision.push('x'),
+                10 => m.reason.push('x'),
+                11 => m.request_id.push('x'),
+                12 => { seq2 += 1; at2 += 1; }
+                _ => prev2.replace_range(0..1, if prev2.starts_with('0') { "1" } else { "0" }),
+            }
+            prop_assert_ne!(original, record_hash(seq2, at2, &m, &prev2));
+        }
+
+        /// Moving text between adjacent fields changes the hash (fields are delimited).
+        #[test]
+        fn field_boundaries_are_unambiguous(e in entry(), split in 1usize..5) {
+            prop_assume!(e.subject.len() > split);
+            let mut m = e.clone();
+            // subject "abc" + role "XY" vs subject "a" + role "bcXY": same concatenation.
+            let at = m.subject.len() - split;
+            let moved: String = m.subject.drain(at..).collect();
+            m.role = format!("{moved}{}", m.role);
+            prop_assert_ne!(record_hash(1, 1, &e, ""), record_hash(1, 1, &m, ""));
+        }
+    }
+}
