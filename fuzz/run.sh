@@ -12,8 +12,15 @@ export RUSTC_BOOTSTRAP=1
 targets=$(cargo fuzz list)
 for t in $targets; do
   echo "== fuzz $t for ${seconds}s"
-  cargo fuzz run "$t" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 | grep -E "^(Done|stat::number_of_executed_units|==[0-9]+==|SUMMARY|thread '.*' panicked)" || true
-  # cargo fuzz exits non-zero on a crash; PIPESTATUS keeps that failure.
-  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "fuzz target $t FAILED"; exit 1; }
+  log=$(mktemp)
+  status=0
+  cargo fuzz run "$t" -- -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1 || status=$?
+  grep -E "^(Done|stat::number_of_executed_units|==[0-9]+==|SUMMARY|thread '.*' panicked)" "$log" || true
+  if [ "$status" -ne 0 ]; then
+    tail -40 "$log"
+    echo "fuzz target $t FAILED (exit $status)"
+    exit 1
+  fi
+  rm -f "$log"
 done
 echo "fuzzing: $(echo $targets | wc -w) targets, ${seconds}s each, no crash"
