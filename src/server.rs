@@ -181,8 +181,11 @@ pub async fn start(cfg: ServeArgs) -> anyhow::Result<Running> {
 pub type HubRouter =
     tonic::transport::server::Router<tower::layer::util::Stack<AuthLayer, tower::layer::util::Identity>>;
 
-fn register_domains(router: HubRouter, _hub: &Hub) -> HubRouter {
-    router
+fn register_domains(router: HubRouter, hub: &Hub) -> HubRouter {
+    let router = crate::inventory::register(router, hub);
+    let router = crate::indicators::register(router, hub);
+    let router = crate::identity::register(router, hub);
+    crate::movement::register(router, hub)
 }
 
 fn spawn_db_health(db: Db, health: HealthReporter) {

@@ -79,6 +79,12 @@ impl HubClient {
         HubClient::from_channel(self.channel.clone(), Some(token))
     }
 
+    /// The bearer interceptor of this connection, for any generated client
+    /// (`XClient::with_interceptor(hub.channel.clone(), hub.interceptor())`).
+    pub fn interceptor(&self) -> Bearer {
+        self.bearer.clone()
+    }
+
     pub fn registry(&self) -> RegistryClient<Authed> {
         RegistryClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }

@@ -2,6 +2,10 @@
 //! (`certs`, `token`) and a client for every service.
 
 pub mod client;
+pub mod identity;
+pub mod indicators;
+pub mod inventory;
+pub mod movements;
 
 use std::path::PathBuf;
 
@@ -75,6 +79,21 @@ pub enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Establishment IS inventories: push, show, versions, diff.
+    #[command(subcommand)]
+    Inventory(inventory::InventoryCommand),
+    /// The GHT's consolidated SDSI-T view of every party's inventory.
+    #[command(subcommand)]
+    Territory(inventory::TerritoryCommand),
+    /// The 18 GHT convergence indicators: catalogue, declare, submit, review, scorecard, region pull.
+    #[command(subcommand)]
+    Indicators(indicators::IndicatorsCommand),
+    /// Patient identities (INS) and the territorial identity index.
+    #[command(subcommand)]
+    Identity(identity::IdentityCommand),
+    /// Patient movements: publish (JSONL), follow the stream, encounters, journeys.
+    #[command(subcommand)]
+    Movements(movements::MovementsCommand),
     /// Drive a mixed workload against a hub and print throughput and latency percentiles.
     Load(crate::load::LoadArgs),
     /// The bare TLS echo server `load --compare-echo` measures against.
@@ -270,6 +289,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => crate::server::serve(args).await,
         Command::Load(args) => crate::load::run(args, &connect).await,
+        Command::Inventory(cmd) => inventory::run_inventory(cmd, &connect).await,
+        Command::Territory(cmd) => inventory::run_territory(cmd, &connect).await,
+        Command::Indicators(cmd) => indicators::run(cmd, &connect).await,
+        Command::Identity(cmd) => identity::run(cmd, &connect).await,
+        Command::Movements(cmd) => movements::run(cmd, &connect).await,
         Command::BenchEcho { listen, data_dir } => crate::load::echo::serve(listen, &data_dir).await,
         Command::Certs { out, clients, server_names } => {
             let paths = DevPaths::new(&out);
