@@ -55,3 +55,21 @@ pub struct AppFacts {
     /// Hosting mode name without prefix: ON_PREMISE, SHARED_GHT, HDS_HOST or SAAS.
     pub hosting: String,
 }
+
+/// The facts of one GHT now: its establishments from the registry, then what each
+/// data-holding domain knows of them.
+pub async fn load(db: &crate::db::Db, ght_id: &str) -> crate::AppResult<TerritoryFacts> {
+    let establishments = crate::registry::store::list_establishments(db, ght_id)
+        .await?
+        .into_iter()
+        .map(|e| PartyFacts {
+            role: crate::registry::establishment_role_str(e.role()).to_string(),
+            establishment_id: e.id,
+            ..Default::default()
+        })
+        .collect();
+    let mut facts = TerritoryFacts { ght_id: ght_id.to_string(), establishments, ..Default::default() };
+    crate::inventory::store::fill_facts(db, &mut facts).await?;
+    crate::identity::store::fill_facts(db, &mut facts).await?;
+    Ok(facts)
+}

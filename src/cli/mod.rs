@@ -2,6 +2,7 @@
 //! (`certs`, `token`) and a client for every service.
 
 pub mod client;
+pub mod demo;
 pub mod identity;
 pub mod indicators;
 pub mod inventory;
@@ -94,6 +95,9 @@ pub enum Command {
     /// Patient movements: publish (JSONL), follow the stream, encounters, journeys.
     #[command(subcommand)]
     Movements(movements::MovementsCommand),
+    /// Sample data: a plausible GHT with inventories, identities, movements and indicators.
+    #[command(subcommand)]
+    Demo(demo::DemoCommand),
     /// Drive a mixed workload against a hub and print throughput and latency percentiles.
     Load(crate::load::LoadArgs),
     /// The bare TLS echo server `load --compare-echo` measures against.
@@ -294,6 +298,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Indicators(cmd) => indicators::run(cmd, &connect).await,
         Command::Identity(cmd) => identity::run(cmd, &connect).await,
         Command::Movements(cmd) => movements::run(cmd, &connect).await,
+        Command::Demo(cmd) => demo::run(cmd, &connect).await,
         Command::BenchEcho { listen, data_dir } => crate::load::echo::serve(listen, &data_dir).await,
         Command::Certs { out, clients, server_names } => {
             let paths = DevPaths::new(&out);

@@ -2,6 +2,8 @@
 //! catalogue, declared and computed values, the DRAFT → SUBMITTED → VALIDATED/REJECTED
 //! workflow, and the ARS region pull.
 
+pub mod demo;
+
 use crate::server::{Hub, HubRouter};
 
 /// Adds this domain's gRPC services to the hub's router.
