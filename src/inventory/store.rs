@@ -1,10 +1,357 @@
 //! SQL of the inventory domain.
+//!
+//! A version is stored once and never changes (triggers refuse UPDATE and DELETE):
+//! its canonical document (protobuf, the bytes the content hash covers), a small
+//! summary for trends and totals, the figures the indicator facts read (budgets,
+//! PSSI) as columns, and one row per application for the consolidation and facts
+//! queries. `inventory_head` points at each establishment's latest version.
 
-use crate::{db::Db, facts::TerritoryFacts, AppResult};
+use prost::Message;
+use sqlx::Row;
+
+use super::{
+    canonical::Canonical,
+    consolidate::{AppRow, Head, HistoryEvent, VersionSummary},
+    types::{product_key, EnumCode},
+};
+use crate::{
+    db::Db,
+    facts::{AppFacts, TerritoryFacts},
+    proto,
+    time::{now_micros, to_rfc3339},
+    AppError, AppResult,
+};
+
+/// Application rows per INSERT statement (13 binds each: well under the bind
+/// limits of SQLite, 32,766, and PostgreSQL, 65,535).
+const APP_ROWS_PER_INSERT: usize = 500;
+
+/// A version to store.
+pub struct NewVersion<'a> {
+    pub establishment_id: &'a str,
+    pub ght_id: &'a str,
+    pub author: &'a str,
+    pub canonical: &'a Canonical,
+}
+
+/// What a push did.
+pub enum PushOutcome {
+    /// A new version was stored.
+    Created(proto::InventoryVersionInfo),
+    /// The content equals the latest version: nothing stored.
+    Unchanged(proto::InventoryVersionInfo),
+    /// Another push took the version number first (PostgreSQL replicas): retry.
+    Conflict,
+}
+
+const INFO_COLUMNS: &str =
+    "establishment_id, ght_id, version, pushed_at, author, content_hash, as_of, application_count";
+
+fn info_from_row(r: &sqlx::any::AnyRow) -> AppResult<proto::InventoryVersionInfo> {
+    Ok(proto::InventoryVersionInfo {
+        establishment_id: r.try_get(0)?,
+        ght_id: r.try_get(1)?,
+        version: u32::try_from(r.try_get::<i64, _>(2)?).map_err(AppError::internal)?,
+        pushed_at: to_rfc3339(r.try_get(3)?),
+        author: r.try_get(4)?,
+        content_hash: r.try_get(5)?,
+        as_of: r.try_get(6)?,
+        application_count: u32::try_from(r.try_get::<i64, _>(7)?).map_err(AppError::internal)?,
+    })
+}
+
+async fn version_info(
+    conn: &mut sqlx::AnyConnection,
+    establishment_id: &str,
+    version: i64,
+) -> AppResult<proto::InventoryVersionInfo> {
+    let row = sqlx::query(&format!(
+        "SELECT {INFO_COLUMNS} FROM inventory_version WHERE establishment_id = $1 AND version = $2"
+    ))
+    .bind(establishment_id)
+    .bind(version)
+    .fetch_one(conn)
+    .await?;
+    info_from_row(&row)
+}
+
+/// Stores `v` as the establishment's next version, unless its content equals the
+/// latest one. Runs inside the caller's transaction.
+///
+/// Version numbers: the head row is locked first (a no-op UPDATE takes PostgreSQL's
+/// row lock; SQLite has a single writer), so pushes of one establishment are
+/// serialised and the next number is head + 1. The first push has no head row to
+/// lock: two replicas may both try version 1, the primary key refuses the second,
+/// which gets `Conflict` and retries — it then finds the head and locks it.
+pub async fn push_version(tx: &mut sqlx::AnyConnection, v: &NewVersion<'_>) -> AppResult<PushOutcome> {
+    sqlx::query("UPDATE inventory_head SET version = version WHERE establishment_id = $1")
+        .bind(v.establishment_id)
+        .execute(&mut *tx)
+        .await?;
+    let head = sqlx::query("SELECT version, content_hash FROM inventory_head WHERE establishment_id = $1")
+        .bind(v.establishment_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let head: Option<(i64, String)> = match head {
+        Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
+        None => None,
+    };
+    if let Some((version, hash)) = &head {
+        if *hash == v.canonical.hash {
+            return Ok(PushOutcome::Unchanged(version_info(tx, v.establishment_id, *version).await?));
+        }
+    }
+    let version = head.map(|(n, _)| n).unwrap_or(0) + 1;
+    let doc = &v.canonical.document;
+    let summary = super::consolidate::summarize(doc).encode_to_vec();
+    let resources = doc.resources.as_ref();
+    let pushed_at = now_micros();
+    let inserted = sqlx::query(
+        "INSERT INTO inventory_version (establishment_id, version, ght_id, pushed_at, author, content_hash, as_of, \
+         application_count, budget_operating_eur, budget_investment_eur, pssi_status, document, summary) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+    )
+    .bind(v.establishment_id)
+    .bind(version)
+    .bind(v.ght_id)
+    .bind(pushed_at)
+    .bind(v.author)
+    .bind(&v.canonical.hash)
+    .bind(&doc.as_of)
+    .bind(doc.applications.len() as i64)
+    .bind(resources.and_then(|r| r.budget_operating_eur))
+    .bind(resources.and_then(|r| r.budget_investment_eur))
+    .bind(doc.security.as_ref().map(|s| proto::PssiStatus::code_of(s.pssi_status)))
+    .bind(v.canonical.bytes.clone())
+    .bind(summary)
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(PushOutcome::Conflict),
+        other => {
+            other?;
+        }
+    }
+    sqlx::query(
+        "INSERT INTO inventory_head (establishment_id, ght_id, version, content_hash) VALUES ($1,$2,$3,$4) \
+         ON CONFLICT (establishment_id) DO UPDATE SET version = excluded.version, content_hash = excluded.content_hash",
+    )
+    .bind(v.establishment_id)
+    .bind(v.ght_id)
+    .bind(version)
+    .bind(&v.canonical.hash)
+    .execute(&mut *tx)
+    .await?;
+    insert_applications(tx, v.establishment_id, version, &doc.applications).await?;
+    Ok(PushOutcome::Created(proto::InventoryVersionInfo {
+        establishment_id: v.establishment_id.to_string(),
+        ght_id: v.ght_id.to_string(),
+        version: u32::try_from(version).map_err(AppError::internal)?,
+        pushed_at: to_rfc3339(pushed_at),
+        author: v.author.to_string(),
+        content_hash: v.canonical.hash.clone(),
+        as_of: doc.as_of.clone(),
+        application_count: doc.applications.len() as u32,
+    }))
+}
+
+/// Multi-row INSERTs: one statement per chunk instead of one per application.
+async fn insert_applications(
+    tx: &mut sqlx::AnyConnection,
+    establishment_id: &str,
+    version: i64,
+    apps: &[proto::Application],
+) -> AppResult<()> {
+    for chunk in apps.chunks(APP_ROWS_PER_INSERT) {
+        let mut sql = String::with_capacity(64 + chunk.len() * 64);
+        sql.push_str(
+            "INSERT INTO inventory_application (establishment_id, version, item_id, domain, product, vendor, name, \
+             app_version, hosting, users_count, is_target, end_of_support) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 12;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push('(');
+            for c in 1..=12 {
+                if c > 1 {
+                    sql.push(',');
+                }
+                sql.push('$');
+                sql.push_str(&(b + c).to_string());
+            }
+            sql.push(')');
+        }
+        let mut q = sqlx::query(&sql);
+        for a in chunk {
+            q = q
+                .bind(establishment_id)
+                .bind(version)
+                .bind(&a.id)
+                .bind(proto::FunctionalDomain::code_of(a.domain))
+                .bind(product_key(&a.vendor, &a.name))
+                .bind(&a.vendor)
+                .bind(&a.name)
+                .bind(&a.version)
+                .bind(proto::HostingMode::code_of(a.hosting))
+                .bind(i64::from(a.users_count))
+                .bind(i64::from(a.convergence_target))
+                .bind(&a.end_of_support);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// The metadata and canonical document of version `version` (None = the latest).
+pub async fn get_version(
+    db: &Db,
+    establishment_id: &str,
+    version: Option<i64>,
+) -> AppResult<Option<(proto::InventoryVersionInfo, proto::InventoryDocument)>> {
+    let row = match version {
+        Some(n) => {
+            let sql = format!(
+                "SELECT {INFO_COLUMNS}, document FROM inventory_version WHERE establishment_id = $1 AND version = $2"
+            );
+            sqlx::query(&sql).bind(establishment_id).bind(n).fetch_optional(&db.read).await?
+        }
+        None => {
+            let sql = format!(
+                "SELECT v.{}, v.document FROM inventory_head h JOIN inventory_version v \
+                 ON v.establishment_id = h.establishment_id AND v.version = h.version WHERE h.establishment_id = $1",
+                INFO_COLUMNS.replace(", ", ", v.")
+            );
+            sqlx::query(&sql).bind(establishment_id).fetch_optional(&db.read).await?
+        }
+    };
+    let Some(row) = row else { return Ok(None) };
+    let bytes: Vec<u8> = row.try_get(8)?;
+    let doc = proto::InventoryDocument::decode(bytes.as_slice())
+        .map_err(|e| AppError::internal(format!("stored document: {e}")))?;
+    Ok(Some((info_from_row(&row)?, doc)))
+}
+
+/// Every version of an establishment, oldest first.
+pub async fn list_versions(db: &Db, establishment_id: &str) -> AppResult<Vec<proto::InventoryVersionInfo>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {INFO_COLUMNS} FROM inventory_version WHERE establishment_id = $1 ORDER BY version"
+    ))
+    .bind(establishment_id)
+    .fetch_all(&db.read)
+    .await?;
+    rows.iter().map(info_from_row).collect()
+}
+
+fn decode_summary(bytes: &[u8]) -> AppResult<VersionSummary> {
+    VersionSummary::decode(bytes).map_err(|e| AppError::internal(format!("stored summary: {e}")))
+}
+
+/// The latest version of each establishment of the GHT that has one, by establishment id.
+pub async fn heads(db: &Db, ght_id: &str) -> AppResult<Vec<(String, Head)>> {
+    let rows = sqlx::query(
+        "SELECT v.establishment_id, v.version, v.pushed_at, v.as_of, v.application_count, v.budget_operating_eur, \
+         v.budget_investment_eur, v.pssi_status, v.summary FROM inventory_head h JOIN inventory_version v \
+         ON v.establishment_id = h.establishment_id AND v.version = h.version WHERE h.ght_id = $1",
+    )
+    .bind(ght_id)
+    .fetch_all(&db.read)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let summary: Vec<u8> = r.try_get(8)?;
+            Ok((
+                r.try_get(0)?,
+                Head {
+                    version: r.try_get(1)?,
+                    pushed_at: r.try_get(2)?,
+                    as_of: r.try_get(3)?,
+                    application_count: r.try_get(4)?,
+                    budget_operating_eur: r.try_get(5)?,
+                    budget_investment_eur: r.try_get(6)?,
+                    pssi_status: r.try_get(7)?,
+                    summary: decode_summary(&summary)?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The applications of the latest versions of the GHT's establishments.
+pub async fn head_applications(db: &Db, ght_id: &str) -> AppResult<Vec<AppRow>> {
+    let rows = sqlx::query(
+        "SELECT a.establishment_id, a.item_id, a.domain, a.product, a.vendor, a.name, a.app_version, a.hosting, \
+         a.users_count, a.is_target, a.end_of_support FROM inventory_head h JOIN inventory_application a \
+         ON a.establishment_id = h.establishment_id AND a.version = h.version WHERE h.ght_id = $1",
+    )
+    .bind(ght_id)
+    .fetch_all(&db.read)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AppRow {
+                establishment_id: r.try_get(0)?,
+                item_id: r.try_get(1)?,
+                domain: r.try_get(2)?,
+                product: r.try_get(3)?,
+                vendor: r.try_get(4)?,
+                name: r.try_get(5)?,
+                version: r.try_get(6)?,
+                hosting: r.try_get(7)?,
+                users_count: r.try_get(8)?,
+                is_target: r.try_get::<i64, _>(9)? != 0,
+                end_of_support: r.try_get(10)?,
+            })
+        })
+        .collect()
+}
+
+/// Every version of the GHT's establishments (summaries only), for trends.
+pub async fn history(db: &Db, ght_id: &str) -> AppResult<Vec<HistoryEvent>> {
+    let rows = sqlx::query(
+        "SELECT establishment_id, version, pushed_at, summary FROM inventory_version WHERE ght_id = $1 ORDER BY pushed_at",
+    )
+    .bind(ght_id)
+    .fetch_all(&db.read)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let summary: Vec<u8> = r.try_get(3)?;
+            Ok(HistoryEvent {
+                establishment_id: r.try_get(0)?,
+                version: r.try_get(1)?,
+                pushed_at: r.try_get(2)?,
+                summary: decode_summary(&summary)?,
+            })
+        })
+        .collect()
+}
 
 /// Fills, for each establishment of `facts`, what its latest inventory says
 /// (`has_inventory`, `inventory_at`, budgets, PSSI, applications).
-pub async fn fill_facts(_db: &Db, _facts: &mut TerritoryFacts) -> AppResult<()> {
-    // Placeholder until inventories are stored: no establishment has one yet.
+pub async fn fill_facts(db: &Db, facts: &mut TerritoryFacts) -> AppResult<()> {
+    let mut heads: std::collections::HashMap<String, Head> = heads(db, &facts.ght_id).await?.into_iter().collect();
+    let mut apps: std::collections::HashMap<String, Vec<AppFacts>> = std::collections::HashMap::new();
+    for a in head_applications(db, &facts.ght_id).await? {
+        apps.entry(a.establishment_id).or_default().push(AppFacts {
+            domain: a.domain,
+            product: a.product,
+            is_convergence_target: a.is_target,
+            hosting: a.hosting,
+        });
+    }
+    let adopted = proto::PssiStatus::Adopted.code();
+    for e in &mut facts.establishments {
+        let Some(h) = heads.remove(&e.establishment_id) else { continue };
+        e.has_inventory = true;
+        e.inventory_at = Some(h.pushed_at);
+        e.is_budget_operating_eur = h.budget_operating_eur;
+        e.is_budget_investment_eur = h.budget_investment_eur;
+        e.pssi_adopted = h.pssi_status.map(|s| s == adopted);
+        let mut list = apps.remove(&e.establishment_id).unwrap_or_default();
+        list.sort_by(|x, y| (&x.domain, &x.product).cmp(&(&y.domain, &y.product)));
+        e.applications = list;
+    }
     Ok(())
 }
