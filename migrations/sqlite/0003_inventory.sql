@@ -4,7 +4,8 @@
 -- One row per pushed version. `document` is the canonical protobuf encoding of the
 -- InventoryDocument (the bytes `content_hash` is computed over); `summary` is a small
 -- protobuf (staff, per-domain products and targets, hosting counts) so trends and
--- totals never decode whole documents.
+-- totals never decode whole documents. Budgets are in euro cents (BIGINT: exact, and
+-- an absent amount binds as a typed NULL on both back-ends).
 CREATE TABLE inventory_version (
     establishment_id       TEXT NOT NULL REFERENCES establishment (id),
     version                BIGINT NOT NULL,
@@ -14,8 +15,8 @@ CREATE TABLE inventory_version (
     content_hash           TEXT NOT NULL,
     as_of                  TEXT NOT NULL,
     application_count      BIGINT NOT NULL,
-    budget_operating_eur   REAL,
-    budget_investment_eur  REAL,
+    budget_operating_cents   BIGINT,
+    budget_investment_cents  BIGINT,
     pssi_status            TEXT,
     document               BLOB NOT NULL,
     summary                BLOB NOT NULL,

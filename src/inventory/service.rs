@@ -105,6 +105,7 @@ impl InventoryService {
             }
             let answer = match store::push_version(&mut tx, &new).await? {
                 store::PushOutcome::Conflict => {
+                    tracing::debug!(establishment = %est.id, "version number taken by a concurrent push; retrying");
                     tx.rollback().await?;
                     continue;
                 }

@@ -26,6 +26,17 @@ use crate::{
 /// limits of SQLite, 32,766, and PostgreSQL, 65,535).
 const APP_ROWS_PER_INSERT: usize = 500;
 
+/// Budgets are stored in euro cents: exact sums, and no nullable float binds (sqlx's
+/// `Any` driver binds a NULL float as FLOAT4 on PostgreSQL, which then refuses the
+/// FLOAT8 of the next push on the cached statement).
+fn to_cents(eur: f64) -> i64 {
+    (eur * 100.0).round() as i64
+}
+
+fn from_cents(cents: i64) -> f64 {
+    cents as f64 / 100.0
+}
+
 /// A version to store.
 pub struct NewVersion<'a> {
     pub establishment_id: &'a str,
@@ -108,7 +119,7 @@ pub async fn push_version(tx: &mut sqlx::AnyConnection, v: &NewVersion<'_>) -> A
     let pushed_at = now_micros();
     let inserted = sqlx::query(
         "INSERT INTO inventory_version (establishment_id, version, ght_id, pushed_at, author, content_hash, as_of, \
-         application_count, budget_operating_eur, budget_investment_eur, pssi_status, document, summary) \
+         application_count, budget_operating_cents, budget_investment_cents, pssi_status, document, summary) \
          VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
     )
     .bind(v.establishment_id)
@@ -119,8 +130,8 @@ pub async fn push_version(tx: &mut sqlx::AnyConnection, v: &NewVersion<'_>) -> A
     .bind(&v.canonical.hash)
     .bind(&doc.as_of)
     .bind(doc.applications.len() as i64)
-    .bind(resources.and_then(|r| r.budget_operating_eur))
-    .bind(resources.and_then(|r| r.budget_investment_eur))
+    .bind(resources.and_then(|r| r.budget_operating_eur).map(to_cents))
+    .bind(resources.and_then(|r| r.budget_investment_eur).map(to_cents))
     .bind(doc.security.as_ref().map(|s| proto::PssiStatus::code_of(s.pssi_status)))
     .bind(v.canonical.bytes.clone())
     .bind(summary)
@@ -251,8 +262,8 @@ fn decode_summary(bytes: &[u8]) -> AppResult<VersionSummary> {
 /// The latest version of each establishment of the GHT that has one, by establishment id.
 pub async fn heads(db: &Db, ght_id: &str) -> AppResult<Vec<(String, Head)>> {
     let rows = sqlx::query(
-        "SELECT v.establishment_id, v.version, v.pushed_at, v.as_of, v.application_count, v.budget_operating_eur, \
-         v.budget_investment_eur, v.pssi_status, v.summary FROM inventory_head h JOIN inventory_version v \
+        "SELECT v.establishment_id, v.version, v.pushed_at, v.as_of, v.application_count, v.budget_operating_cents, \
+         v.budget_investment_cents, v.pssi_status, v.summary FROM inventory_head h JOIN inventory_version v \
          ON v.establishment_id = h.establishment_id AND v.version = h.version WHERE h.ght_id = $1",
     )
     .bind(ght_id)
@@ -268,8 +279,8 @@ pub async fn heads(db: &Db, ght_id: &str) -> AppResult<Vec<(String, Head)>> {
                     pushed_at: r.try_get(2)?,
                     as_of: r.try_get(3)?,
                     application_count: r.try_get(4)?,
-                    budget_operating_eur: r.try_get(5)?,
-                    budget_investment_eur: r.try_get(6)?,
+                    budget_operating_eur: r.try_get::<Option<i64>, _>(5)?.map(from_cents),
+                    budget_investment_eur: r.try_get::<Option<i64>, _>(6)?.map(from_cents),
                     pssi_status: r.try_get(7)?,
                     summary: decode_summary(&summary)?,
                 },
