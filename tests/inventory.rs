@@ -509,15 +509,22 @@ async fn consolidation_matches_hand_computed_counts(hub: &TestHub) {
     assert_eq!((dpi.applications, dpi.distinct_products, dpi.parties_in_domain, dpi.parties_on_target), (2, 2, 2, 1));
     assert_eq!(dpi.share_on_target, 0.5);
     assert_eq!(dpi.target_product, "dedalus/dxcare");
-    // LAB: E1 alone on glims (100 %), then E2 v1 on molis (50 %, 2 products), then E2 v2 adds glims (100 %).
+    // By inventory date: on 2024-01-31 only E2's version 1 describes the territory
+    // (molis, no target declared yet); on 2025-01-31 E1 and E2's version 2 (both on glims).
     let lab = row(D::Lab);
-    let trend: Vec<(u32, u32, f64)> =
-        lab.trend.iter().map(|p| (p.distinct_products, p.parties_in_domain, p.share_on_target)).collect();
-    assert_eq!(trend, vec![(1, 1, 1.0), (2, 2, 0.5), (2, 2, 1.0)]);
+    let trend: Vec<(&str, u32, u32, f64, &str)> = lab
+        .trend
+        .iter()
+        .map(|p| {
+            (p.as_of.as_str(), p.distinct_products, p.parties_in_domain, p.share_on_target, p.target_product.as_str())
+        })
+        .collect();
+    assert_eq!(trend, vec![("2024-01-31", 1, 1, 0.0, ""), ("2025-01-31", 2, 2, 1.0, "clinisys/glims")]);
     assert_eq!(lab.share_on_target, 1.0);
-    // GAM appears with E2's version 2.
+    // GAM appears on 2025-01-31 only.
     let gam = row(D::PatientAdministration);
-    assert_eq!(gam.trend.iter().map(|p| p.parties_on_target).collect::<Vec<_>>(), vec![1, 2]);
+    let trend: Vec<(&str, u32)> = gam.trend.iter().map(|p| (p.as_of.as_str(), p.parties_on_target)).collect();
+    assert_eq!(trend, vec![("2025-01-31", 2)]);
 }
 on_every_backend!(consolidation_counts, consolidation_matches_hand_computed_counts);
 
@@ -748,3 +755,43 @@ async fn example_files_push(hub: &TestHub) {
     assert_eq!(second.version, first.version);
 }
 on_every_backend!(examples_push, example_files_push);
+
+/// `ghthub demo seed --only inventory`: hundreds of applications through the service,
+/// targets with parties not yet on them, two versions for some parties; a second run
+/// stores nothing new.
+async fn demo_seed_is_realistic_and_idempotent(hub: &TestHub) {
+    use ghthub::demo::{self, SeedArgs, SeedPart, DEMO_GHT};
+    let args = SeedArgs {
+        only: SeedPart::Inventory,
+        parties: 8,
+        seed: 2017,
+        patients: 0,
+        signing_key: hub.args.dev_paths().token_signing_key(),
+        issuer: hub.args.token_issuer.clone(),
+        audience: hub.args.token_audience.clone(),
+    };
+    let client = hub.admin().await;
+    demo::seed(args.clone(), &client).await.unwrap();
+    let g = ght_dsi(hub, DEMO_GHT).await;
+    let first = consolidated(&g, DEMO_GHT).await.unwrap();
+    let t = first.totals.clone().unwrap();
+    assert_eq!((t.parties, t.parties_with_inventory), (9, 9));
+    assert!(t.applications >= 500, "{} applications", t.applications);
+    assert!(t.budget_operating_eur > 10_000_000.0 && t.staff_fte > 100.0, "{t:?}");
+    assert!(first.establishments.iter().all(|e| e.has_inventory));
+    assert!(first.establishments.iter().any(|e| e.version == 2), "some parties have a history");
+    let dpi = first.domains.iter().find(|d| d.domain == D::Dpi as i32).unwrap();
+    assert!(dpi.overlap && !dpi.target_product.is_empty() && !dpi.parties_not_on_target.is_empty(), "{dpi:?}");
+    assert!(!first.common_products.is_empty());
+    let map = convergence(&g, DEMO_GHT).await.unwrap();
+    assert!(map.domains.iter().any(|d| d.trend.len() >= 2), "trends show");
+
+    demo::seed(args, &client).await.unwrap();
+    let second = consolidated(&g, DEMO_GHT).await.unwrap();
+    let versions = |v: &proto::ConsolidatedInventoryResponse| {
+        v.establishments.iter().map(|e| (e.establishment_id.clone(), e.version)).collect::<Vec<_>>()
+    };
+    assert_eq!(versions(&second), versions(&first));
+    assert_eq!(second.domains, first.domains);
+}
+on_every_backend!(demo_seed, demo_seed_is_realistic_and_idempotent);

@@ -23,7 +23,7 @@ CREATE TABLE inventory_version (
     -- Version numbers are unique per establishment: concurrent pushes cannot share one.
     PRIMARY KEY (establishment_id, version)
 );
-CREATE INDEX inventory_version_by_ght ON inventory_version (ght_id, pushed_at);
+CREATE INDEX inventory_version_by_ght ON inventory_version (ght_id, as_of);
 
 -- The latest version of each establishment. Its row is updated inside the pushing
 -- transaction, so it also serialises concurrent pushes of one establishment (row lock).

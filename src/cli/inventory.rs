@@ -430,7 +430,13 @@ pub async fn run_territory(cmd: TerritoryCommand, connect: &ConnectArgs) -> anyh
                     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
                     eprintln!("wrote {}", path.display());
                 }
-                None => print!("{text}"),
+                None => {
+                    use std::io::Write;
+                    match std::io::stdout().write_all(text.as_bytes()) {
+                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                        other => other?,
+                    }
+                }
             }
             Ok(())
         }
@@ -439,6 +445,15 @@ pub async fn run_territory(cmd: TerritoryCommand, connect: &ConnectArgs) -> anyh
 
 fn role(v: i32) -> &'static str {
     proto::EstablishmentRole::try_from(v).map(crate::registry::establishment_role_str).unwrap_or("?")
+}
+
+/// "Pastel (Maincare)"; "Octime Planif" when the name already says the vendor.
+fn product_label(vendor: &str, name: &str) -> String {
+    if name.to_lowercase().starts_with(&vendor.to_lowercase()) {
+        name.to_string()
+    } else {
+        format!("{name} ({vendor})")
+    }
 }
 
 fn print_consolidated(v: &proto::ConsolidatedInventoryResponse, only: Option<i32>) {
@@ -481,23 +496,40 @@ fn print_consolidated(v: &proto::ConsolidatedInventoryResponse, only: Option<i32
         let code = proto::FunctionalDomain::code_of(d.domain);
         let heading = if d.overlap { format!("{code}\n{} products", d.products.len()) } else { code };
         for (i, p) in d.products.iter().enumerate() {
-            let runs = p
-                .deployments
-                .iter()
-                .map(|x| {
-                    format!("{} ({})", name(&x.establishment_id), if x.version.is_empty() { "?" } else { &x.version })
+            // One line per establishment: its versions, and how many instances it runs.
+            let mut per_est: Vec<(&str, Vec<&str>)> = Vec::new();
+            for x in &p.deployments {
+                let version = x.version.as_str();
+                match per_est.iter_mut().find(|(id, _)| *id == x.establishment_id) {
+                    Some((_, versions)) => versions.push(version),
+                    None => per_est.push((x.establishment_id.as_str(), vec![version])),
+                }
+            }
+            let runs = per_est
+                .into_iter()
+                .map(|(id, mut versions)| {
+                    let n = versions.len();
+                    versions.sort_unstable();
+                    versions.dedup();
+                    versions.retain(|v| !v.is_empty());
+                    let times = if n > 1 { format!(" ×{n}") } else { String::new() };
+                    if versions.is_empty() {
+                        format!("{}{times}", name(id))
+                    } else {
+                        format!("{} ({}){times}", name(id), versions.join(", "))
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
             t.add_row([
                 if i == 0 { heading.clone() } else { String::new() },
-                format!("{} {}", p.vendor, p.name),
+                product_label(&p.vendor, &p.name),
                 runs,
                 if p.is_target { "TARGET".into() } else { String::new() },
             ]);
         }
         if !d.target_product.is_empty() && !d.parties_not_on_target.is_empty() {
-            let names = d.parties_not_on_target.iter().map(|id| name(id)).collect::<Vec<_>>().join(", ");
+            let names = d.parties_not_on_target.iter().map(|id| name(id)).collect::<Vec<_>>().join("\n");
             t.add_row([String::new(), "not yet on target".into(), names, String::new()]);
         }
         if !d.conflicting_targets.is_empty() {
@@ -545,10 +577,17 @@ fn print_totals(t: &proto::TerritoryTotals) {
 fn print_convergence(m: &proto::ConvergenceMapResponse) {
     println!("GHT {} — convergence map, {}", m.ght_id, m.generated_at);
     let mut t = table();
-    t.set_header(["domain", "apps", "products", "parties", "target", "on target", "share", "trend of the share"]);
+    t.set_header(["domain", "apps", "products", "parties", "target", "on target", "share", "share by inventory date"]);
     for d in &m.domains {
-        let trend =
-            d.trend.iter().rev().take(8).rev().map(|p| share(p.share_on_target)).collect::<Vec<_>>().join(" → ");
+        let trend = d
+            .trend
+            .iter()
+            .rev()
+            .take(6)
+            .rev()
+            .map(|p| format!("{} {}", p.as_of, share(p.share_on_target)))
+            .collect::<Vec<_>>()
+            .join("\n");
         t.add_row([
             proto::FunctionalDomain::code_of(d.domain),
             d.applications.to_string(),
@@ -733,7 +772,7 @@ fn convergence_json(m: &proto::ConvergenceMapResponse) -> Value {
             "parties_on_target": d.parties_on_target,
             "share_on_target": d.share_on_target,
             "trend": d.trend.iter().map(|p| json!({
-                "at": p.at,
+                "as_of": p.as_of,
                 "distinct_products": p.distinct_products,
                 "parties_in_domain": p.parties_in_domain,
                 "parties_on_target": p.parties_on_target,

@@ -138,7 +138,8 @@ pub struct AppRow {
 pub struct HistoryEvent {
     pub establishment_id: String,
     pub version: i64,
-    pub pushed_at: i64,
+    /// The date the version describes, YYYY-MM-DD (so dates sort as text).
+    pub as_of: String,
     pub summary: VersionSummary,
 }
 
@@ -374,9 +375,9 @@ fn deployment(r: &AppRow) -> proto::ApplicationDeployment {
     }
 }
 
-fn trend_point(at: i64, f: &DomainFigures) -> proto::DomainTrendPoint {
+fn trend_point(as_of: &str, f: &DomainFigures) -> proto::DomainTrendPoint {
     proto::DomainTrendPoint {
-        at: to_rfc3339(at),
+        as_of: as_of.to_string(),
         distinct_products: f.products.len() as u32,
         parties_in_domain: f.in_domain.len() as u32,
         parties_on_target: f.on_target.len() as u32,
@@ -386,8 +387,10 @@ fn trend_point(at: i64, f: &DomainFigures) -> proto::DomainTrendPoint {
 }
 
 /// The aggregate convergence map. `history`: every version of the GHT's
-/// establishments (any order); the current state is each party's latest version.
-/// Nothing in the result names an establishment.
+/// establishments (any order). The current figures use each party's latest version;
+/// the trend replays the history by the dates the versions describe (`as_of`), so a
+/// correction pushed later for an earlier date lands at its date. Nothing in the
+/// result names an establishment.
 pub fn convergence_map(
     ght_id: &str,
     parties: &[Party],
@@ -395,37 +398,33 @@ pub fn convergence_map(
     now: i64,
 ) -> proto::ConvergenceMapResponse {
     let in_scope: BTreeSet<&str> = parties.iter().filter(|p| p.in_scope()).map(|p| p.id.as_str()).collect();
-    let mut events: Vec<&HistoryEvent> =
+    let events: Vec<&HistoryEvent> =
         history.iter().filter(|e| in_scope.contains(e.establishment_id.as_str())).collect();
-    events.sort_by(|a, b| {
-        (a.pushed_at, &a.establishment_id, a.version).cmp(&(b.pushed_at, &b.establishment_id, b.version))
-    });
-    let domains = all_domains(events.iter().map(|e| &e.summary));
-    // Replay the history: after each version, the figures of the domains it touches;
-    // a point is kept when they changed.
-    let mut state: BTreeMap<&str, (i64, &VersionSummary)> = BTreeMap::new();
+    let current = states(parties);
+    let domains = all_domains(events.iter().map(|e| &e.summary).chain(current.iter().map(|(_, s)| *s)));
+    let dates: BTreeSet<&str> = events.iter().map(|e| e.as_of.as_str()).collect();
     let mut last: HashMap<&str, DomainFigures> = HashMap::new();
     let mut trends: HashMap<&str, Vec<proto::DomainTrendPoint>> = HashMap::new();
-    for e in &events {
-        let previous = state.get(e.establishment_id.as_str()).copied();
-        if previous.is_some_and(|(v, _)| v > e.version) {
-            continue;
+    for date in dates {
+        // Each party's latest version describing its IS at `date` or before.
+        let mut at: BTreeMap<&str, &HistoryEvent> = BTreeMap::new();
+        for e in events.iter().filter(|e| e.as_of.as_str() <= date) {
+            let slot = at.entry(e.establishment_id.as_str()).or_insert(e);
+            if e.version > slot.version {
+                *slot = e;
+            }
         }
-        state.insert(e.establishment_id.as_str(), (e.version, &e.summary));
-        let snapshot: Vec<(&str, &VersionSummary)> = state.iter().map(|(k, (_, s))| (*k, *s)).collect();
+        let snapshot: Vec<(&str, &VersionSummary)> = at.iter().map(|(k, e)| (*k, &e.summary)).collect();
         for d in &domains {
-            let touched = e.summary.domain(d).is_some() || previous.is_some_and(|(_, s)| s.domain(d).is_some());
-            if !touched {
+            let f = figures(&snapshot, d);
+            // No point before the domain first appears, none when nothing changed.
+            if (f.in_domain.is_empty() && !last.contains_key(d.as_str())) || last.get(d.as_str()) == Some(&f) {
                 continue;
             }
-            let f = figures(&snapshot, d);
-            if last.get(d.as_str()) != Some(&f) {
-                trends.entry(d.as_str()).or_default().push(trend_point(e.pushed_at, &f));
-                last.insert(d.as_str(), f);
-            }
+            trends.entry(d.as_str()).or_default().push(trend_point(date, &f));
+            last.insert(d.as_str(), f);
         }
     }
-    let current = states(parties);
     let domains = domains
         .iter()
         .map(|d| {
@@ -529,9 +528,9 @@ mod tests {
             ..Default::default()
         });
         let history = vec![
-            HistoryEvent { establishment_id: "B".into(), version: 2, pushed_at: 30, summary: b2.clone() },
-            HistoryEvent { establishment_id: "A".into(), version: 1, pushed_at: 10, summary: a1.clone() },
-            HistoryEvent { establishment_id: "B".into(), version: 1, pushed_at: 20, summary: b1 },
+            HistoryEvent { establishment_id: "B".into(), version: 2, as_of: "2025-01-01".into(), summary: b2.clone() },
+            HistoryEvent { establishment_id: "A".into(), version: 1, as_of: "2023-01-01".into(), summary: a1.clone() },
+            HistoryEvent { establishment_id: "B".into(), version: 1, as_of: "2024-01-01".into(), summary: b1 },
         ];
         let mk = |id: &str, role, version, summary: VersionSummary| Party {
             id: id.into(),
@@ -553,7 +552,8 @@ mod tests {
         assert_eq!(map.domains.len(), 1);
         let dpi = &map.domains[0];
         assert_eq!((dpi.distinct_products, dpi.parties_in_domain, dpi.parties_on_target), (1, 2, 2));
-        let shares: Vec<(u32, f64)> = dpi.trend.iter().map(|p| (p.distinct_products, p.share_on_target)).collect();
-        assert_eq!(shares, vec![(1, 1.0), (2, 0.5), (1, 1.0)]);
+        let shares: Vec<(&str, u32, f64)> =
+            dpi.trend.iter().map(|p| (p.as_of.as_str(), p.distinct_products, p.share_on_target)).collect();
+        assert_eq!(shares, vec![("2023-01-01", 1, 1.0), ("2024-01-01", 2, 0.5), ("2025-01-01", 1, 1.0)]);
     }
 }

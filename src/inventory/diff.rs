@@ -40,8 +40,14 @@ fn interfaces(a: &proto::Application) -> String {
 }
 
 fn application(a: &proto::Application) -> Item {
+    // "Dedalus DxCare 8.4"; "Octime Planif 9" when the name already says the vendor.
+    let product = if a.name.to_lowercase().starts_with(&a.vendor.to_lowercase()) {
+        a.name.clone()
+    } else {
+        format!("{} {}", a.vendor, a.name)
+    };
     Item {
-        label: format!("{} {} {}", a.vendor, a.name, a.version).trim_end().to_string(),
+        label: format!("{product} {}", a.version).trim_end().to_string(),
         fields: vec![
             ("name", a.name.clone()),
             ("vendor", a.vendor.clone()),

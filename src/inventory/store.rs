@@ -320,19 +320,17 @@ pub async fn head_applications(db: &Db, ght_id: &str) -> AppResult<Vec<AppRow>> 
 
 /// Every version of the GHT's establishments (summaries only), for trends.
 pub async fn history(db: &Db, ght_id: &str) -> AppResult<Vec<HistoryEvent>> {
-    let rows = sqlx::query(
-        "SELECT establishment_id, version, pushed_at, summary FROM inventory_version WHERE ght_id = $1 ORDER BY pushed_at",
-    )
-    .bind(ght_id)
-    .fetch_all(&db.read)
-    .await?;
+    let rows = sqlx::query("SELECT establishment_id, version, as_of, summary FROM inventory_version WHERE ght_id = $1")
+        .bind(ght_id)
+        .fetch_all(&db.read)
+        .await?;
     rows.iter()
         .map(|r| {
             let summary: Vec<u8> = r.try_get(3)?;
             Ok(HistoryEvent {
                 establishment_id: r.try_get(0)?,
                 version: r.try_get(1)?,
-                pushed_at: r.try_get(2)?,
+                as_of: r.try_get(2)?,
                 summary: decode_summary(&summary)?,
             })
         })
