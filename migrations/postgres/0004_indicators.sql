@@ -1,0 +1,103 @@
+-- Convergence indicators and hôpital numérique prerequisites: catalogue versions,
+-- value revisions with their workflow, the steps of that workflow, and the change
+-- position that orders region pulls.
+
+-- Every catalogue version ever loaded, with its YAML text (values name the version
+-- they were declared under; loading a version never rewrites them).
+CREATE TABLE indicator_catalogue (
+    catalogue   TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    yaml        TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    indicators  BIGINT NOT NULL,
+    loaded_by   TEXT NOT NULL,
+    loaded_at   BIGINT NOT NULL,
+    PRIMARY KEY (catalogue, version)
+);
+
+-- One row per revision of a value: GHT (or establishment) × indicator × period.
+-- establishment_id is '' for GHT-scope indicators.
+CREATE TABLE indicator_value (
+    id                 TEXT PRIMARY KEY,
+    ght_id             TEXT NOT NULL REFERENCES ght (id),
+    establishment_id   TEXT NOT NULL,
+    catalogue          TEXT NOT NULL,
+    catalogue_version  TEXT NOT NULL,
+    indicator_code     TEXT NOT NULL,
+    domain             BIGINT NOT NULL,
+    period             TEXT NOT NULL,
+    period_key         BIGINT NOT NULL,
+    revision           BIGINT NOT NULL,
+    value_type         TEXT NOT NULL,
+    value_text         TEXT NOT NULL,
+    evidence_note      TEXT NOT NULL,
+    evidence_ref       TEXT NOT NULL,
+    status             TEXT NOT NULL,
+    declared_by        TEXT NOT NULL,
+    declared_at        BIGINT NOT NULL,
+    submitted_by       TEXT NOT NULL,
+    submitted_at       BIGINT NOT NULL,
+    reviewed_by        TEXT NOT NULL,
+    reviewed_at        BIGINT NOT NULL,
+    review_comment     TEXT NOT NULL,
+    updated_at         BIGINT NOT NULL,
+    change_seq         BIGINT NOT NULL UNIQUE,
+    UNIQUE (ght_id, establishment_id, indicator_code, period, revision)
+);
+-- At most one open (not yet validated) revision per value: a constraint, not a convention.
+CREATE UNIQUE INDEX indicator_value_one_open
+    ON indicator_value (ght_id, establishment_id, indicator_code, period) WHERE status <> 'VALIDATED';
+CREATE INDEX indicator_value_by_scope ON indicator_value (ght_id, establishment_id, catalogue);
+
+-- A validated revision is immutable, and no revision is ever deleted.
+CREATE FUNCTION indicator_value_guard() RETURNS trigger AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'indicator values are never deleted';
+    END IF;
+    IF OLD.status = 'VALIDATED' THEN
+        RAISE EXCEPTION 'a VALIDATED indicator value is immutable';
+    END IF;
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER indicator_value_guard BEFORE UPDATE OR DELETE ON indicator_value
+    FOR EACH ROW EXECUTE FUNCTION indicator_value_guard();
+
+-- Every step of every value's workflow (History), keyed by its change position.
+CREATE TABLE indicator_event (
+    change_seq     BIGINT PRIMARY KEY,
+    value_id       TEXT NOT NULL REFERENCES indicator_value (id),
+    revision       BIGINT NOT NULL,
+    action         TEXT NOT NULL,
+    status         TEXT NOT NULL,
+    value_type     TEXT NOT NULL,
+    value_text     TEXT NOT NULL,
+    evidence_note  TEXT NOT NULL,
+    evidence_ref   TEXT NOT NULL,
+    actor          TEXT NOT NULL,
+    actor_role     TEXT NOT NULL,
+    at             BIGINT NOT NULL,
+    comment        TEXT NOT NULL
+);
+CREATE INDEX indicator_event_by_value ON indicator_event (value_id);
+CREATE FUNCTION indicator_append_only() RETURNS trigger AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only', TG_TABLE_NAME;
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER indicator_event_append_only BEFORE UPDATE OR DELETE ON indicator_event
+    FOR EACH ROW EXECUTE FUNCTION indicator_append_only();
+CREATE TRIGGER indicator_event_no_truncate BEFORE TRUNCATE ON indicator_event
+    FOR EACH STATEMENT EXECUTE FUNCTION indicator_append_only();
+CREATE TRIGGER indicator_value_no_truncate BEFORE TRUNCATE ON indicator_value
+    FOR EACH STATEMENT EXECUTE FUNCTION indicator_append_only();
+
+-- The last change position handed out. Every writing transaction bumps it first: the
+-- row lock serialises writers, so positions are committed in increasing order and a
+-- pull cursor never skips a transaction that committed later with a lower position.
+CREATE TABLE indicator_position (
+    id   BIGINT PRIMARY KEY,
+    pos  BIGINT NOT NULL
+);
+INSERT INTO indicator_position (id, pos) VALUES (1, 0);
