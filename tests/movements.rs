@@ -487,3 +487,41 @@ async fn concurrent(hub: &TestHub) {
     assert_eq!(seen, (1..=600).collect::<Vec<i64>>(), "dense positions, each once, in order");
 }
 on_every_backend!(concurrent_publishers_give_dense_ordered_positions, concurrent);
+
+/// A graceful stop ends open streams: a following subscriber gets UNAVAILABLE with the
+/// cursor to resume from, an open publication stream UNAVAILABLE after its last ack;
+/// neither holds the drain up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_ends_open_streams_with_unavailable() {
+    let hub = TestHub::start(common::Backend::Sqlite).await;
+    let p = parties(&hub).await;
+    identity(&p.dr1, E1, "P1", None).await;
+    let req = proto::SubscribeMovementsRequest { since: 0, establishment_ids: vec![], follow: true };
+    let mut live = p.dim.movements().subscribe_movements(req).await.unwrap().into_inner();
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let mut acks = p
+        .dr1
+        .movements()
+        .publish_movements(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(proto::PublishMovementsRequest {
+        movement: Some(mv("s1", E1, "P1", "V1", T::A01Admit, "2026-01-05T08:00:00Z")),
+    })
+    .await
+    .unwrap();
+    assert_eq!(status(&acks.message().await.unwrap().unwrap()).0, Ack::Accepted);
+    assert_eq!(live.message().await.unwrap().unwrap().cursor, 1);
+
+    let stopped = tokio::spawn(hub.stop());
+    let e =
+        tokio::time::timeout(Duration::from_secs(10), live.message()).await.expect("subscription ended").unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable);
+    assert!(e.message().contains("resume from cursor 1"), "{e:?}");
+    let e =
+        tokio::time::timeout(Duration::from_secs(10), acks.message()).await.expect("publication ended").unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    tokio::time::timeout(Duration::from_secs(10), stopped).await.expect("the drain completes").unwrap();
+    drop(tx);
+}

@@ -21,6 +21,11 @@ use crate::{
 pub fn register(router: HubRouter, hub: &Hub) -> HubRouter {
     let m = hub.config.max_message_bytes;
     let postgres = hub.db.is_postgres().then_some(hub.config.database_url.as_str());
-    let svc = service::MovementService { db: hub.db.clone(), guard: hub.guard.clone(), bus: bus::Bus::new(postgres) };
+    let svc = service::MovementService {
+        db: hub.db.clone(),
+        guard: hub.guard.clone(),
+        bus: bus::Bus::new(postgres),
+        stopping: hub.stopping.clone(),
+    };
     router.add_service(MovementsServer::new(svc).max_decoding_message_size(m).max_encoding_message_size(m))
 }

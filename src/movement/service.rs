@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -39,6 +39,28 @@ pub struct MovementService {
     pub db: Db,
     pub guard: Guard,
     pub bus: Bus,
+    /// True once the hub drains: streams end so the drain completes.
+    pub stopping: watch::Receiver<bool>,
+}
+
+/// Why a stream stopped sending.
+enum Halt {
+    /// The client went away.
+    Closed,
+    /// The hub is draining.
+    Stopping,
+}
+
+/// Sends on a stream unless the hub starts draining first (a stalled client must not
+/// hold the drain up).
+async fn send_or_stop<T>(tx: &mpsc::Sender<T>, msg: T, stopping: &mut watch::Receiver<bool>) -> Result<(), Halt> {
+    if *stopping.borrow() {
+        return Err(Halt::Stopping);
+    }
+    tokio::select! {
+        r = tx.send(msg) => r.map_err(|_| Halt::Closed),
+        _ = stopping.changed() => Err(Halt::Stopping),
+    }
 }
 
 /// A REJECTED ack; `s` comes from an AppError through Status, so internal details
@@ -145,7 +167,23 @@ impl MovementService {
         mut events: mpsc::Receiver<Result<proto::PublishMovementsRequest, Status>>,
         acks: mpsc::Sender<Result<proto::MovementAck, Status>>,
     ) {
-        while let Some(first) = events.recv().await {
+        let mut stopping = self.stopping.clone();
+        loop {
+            // Between batches only: a batch being committed is acknowledged first.
+            let first = tokio::select! {
+                biased;
+                _ = stopping.changed() => None,
+                e = events.recv() => match e {
+                    Some(e) => Some(e),
+                    None => return,
+                },
+            };
+            let Some(first) = first.filter(|_| !*stopping.borrow()) else {
+                let _ = acks
+                    .send(Err(Status::unavailable("the hub is shutting down: resend the movements not acknowledged")))
+                    .await;
+                return;
+            };
             let mut items = vec![first];
             while items.len() < MAX_BATCH {
                 match events.try_recv() {
@@ -299,8 +337,15 @@ impl Feed {
 
     async fn pump(&mut self, tx: &FeedSender) -> AppResult<()> {
         let mut wake = self.svc.bus.subscribe();
+        let mut stopping = self.svc.stopping.clone();
         let mut checked = tokio::time::Instant::now();
         loop {
+            if *stopping.borrow() {
+                return Err(AppError::Unavailable(format!(
+                    "the hub is shutting down: resume from cursor {}",
+                    self.cursor
+                )));
+            }
             if checked.elapsed() >= RECHECK {
                 self.recheck().await?;
                 checked = tokio::time::Instant::now();
@@ -313,6 +358,7 @@ impl Feed {
                 tokio::select! {
                     _ = wake.changed() => {}
                     _ = tokio::time::sleep(POLL) => {}
+                    _ = stopping.changed() => {}
                     _ = tx.closed() => return Ok(()),
                 }
                 continue;
@@ -329,23 +375,32 @@ impl Feed {
                 let target = Target { ght_id: Some(self.ght.clone()), ids, ..Default::default() };
                 self.svc.guard.record(&self.ctx, MOVE, Action::Read, &target, "ALLOW", "subscription page").await?;
             }
+            let mut sent = Ok(());
             for r in &visible {
                 let msg = proto::SubscribeMovementsResponse {
                     cursor: r.movement.mv.position,
                     movement: Some(r.movement.to_proto(&r.territorial_id)),
                 };
-                if tx.send(Ok(msg)).await.is_err() {
-                    return Ok(());
+                sent = send_or_stop(tx, Ok(msg), &mut stopping).await;
+                if sent.is_err() {
+                    break;
                 }
+                self.cursor = r.movement.mv.position;
             }
-            if visible.last().map(|r| r.movement.mv.position) != Some(last) {
+            if sent.is_ok() && visible.last().map(|r| r.movement.mv.position) != Some(last) {
                 // Advance the subscriber past movements it may not see.
                 let keep_alive = proto::SubscribeMovementsResponse { cursor: last, movement: None };
-                if tx.send(Ok(keep_alive)).await.is_err() {
-                    return Ok(());
+                sent = send_or_stop(tx, Ok(keep_alive), &mut stopping).await;
+                if sent.is_ok() {
+                    self.cursor = last;
                 }
             }
-            self.cursor = last;
+            match sent {
+                Ok(()) => {}
+                Err(Halt::Closed) => return Ok(()),
+                // The loop's first check ends the stream with the cursor to resume from.
+                Err(Halt::Stopping) => continue,
+            }
         }
     }
 
@@ -384,7 +439,13 @@ impl movements_server::Movements for MovementService {
         let (ack_tx, ack_rx) = mpsc::channel(MAX_BATCH);
         tokio::spawn(async move {
             loop {
-                let item = match inbound.message().await {
+                // Stops reading when the committing side is done (client gone, hub
+                // draining): dropping the request stream closes it.
+                let next = tokio::select! {
+                    m = inbound.message() => m,
+                    _ = ev_tx.closed() => break,
+                };
+                let item = match next {
                     Ok(Some(m)) => Ok(m),
                     Ok(None) => break,
                     Err(s) => Err(s),
