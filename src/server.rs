@@ -24,6 +24,9 @@ pub struct Hub {
     pub db: Db,
     pub guard: Guard,
     pub config: Arc<ServeArgs>,
+    /// Turns true when the hub starts draining: long-lived streams (subscriptions,
+    /// publication streams) end themselves, so the graceful drain can complete.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// A hub that is running; used by `serve` and by the integration tests.
@@ -32,6 +35,7 @@ pub struct Running {
     pub health: HealthReporter,
     pub db: Db,
     shutdown: Option<oneshot::Sender<()>>,
+    stopping: tokio::sync::watch::Sender<bool>,
     handle: JoinHandle<Result<(), tonic::transport::Error>>,
     grace: Duration,
 }
@@ -41,6 +45,7 @@ impl Running {
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
         tokio::time::sleep(self.grace).await;
+        self.stopping.send_replace(true);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -55,6 +60,7 @@ impl Running {
     }
 
     pub fn trigger_shutdown(&mut self) {
+        self.stopping.send_replace(true);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -113,7 +119,8 @@ pub async fn start(cfg: ServeArgs) -> anyhow::Result<Running> {
     let db = Db::connect(&cfg.database_url, cfg.db_max_connections).await?;
     let audit = AuditLog::start(db.clone());
     let guard = Guard::new(db.clone(), audit.clone());
-    let hub = Hub { db: db.clone(), guard: guard.clone(), config: Arc::new(cfg.clone()) };
+    let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
+    let hub = Hub { db: db.clone(), guard: guard.clone(), config: Arc::new(cfg.clone()), stopping: stopping_rx };
 
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
@@ -174,7 +181,15 @@ pub async fn start(cfg: ServeArgs) -> anyhow::Result<Running> {
         let _ = rx.await;
     }));
     tracing::info!(%addr, backend = ?db.backend, mtls = cfg.require_client_cert, "ghthub listening (TLS)");
-    Ok(Running { addr, health, db, shutdown: Some(tx), handle, grace: Duration::from_secs(cfg.shutdown_grace_secs) })
+    Ok(Running {
+        addr,
+        health,
+        db,
+        shutdown: Some(tx),
+        stopping,
+        handle,
+        grace: Duration::from_secs(cfg.shutdown_grace_secs),
+    })
 }
 
 /// The router type every domain's `register` function extends.

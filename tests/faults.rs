@@ -229,3 +229,289 @@ async fn per_party_rate_limit_refuses_with_resource_exhausted() {
     other.registry().list_ghts(proto::ListGhtsRequest::default()).await.unwrap();
     hub.stop().await;
 }
+
+/// A hub in a child process (`ghthub serve`) on an SQLite file, to kill and restart.
+mod child_hub {
+    use std::{path::PathBuf, process::Child, time::Duration};
+
+    use ghthub::{
+        access::{Principal, Role},
+        auth::TokenIssuer,
+        cli::client::{connect_channel, HubClient},
+        proto,
+    };
+
+    pub const G: &str = "540000213";
+    pub const E: &str = "540000049";
+
+    pub struct ChildHub {
+        pub child: Child,
+        pub dir: PathBuf,
+        pub port: u16,
+    }
+
+    impl ChildHub {
+        pub async fn start(dir: PathBuf, port: u16) -> ChildHub {
+            let child = std::process::Command::new(env!("CARGO_BIN_EXE_ghthub"))
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--shutdown-grace-secs", "0"])
+                .arg("--data-dir")
+                .arg(dir.join("data"))
+                .arg("--database-url")
+                .arg(format!("sqlite://{}", dir.join("hub.db").display()))
+                .env_remove("DATABASE_URL")
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let hub = ChildHub { child, dir, port };
+            for _ in 0..200 {
+                if let Ok(ca) = std::fs::read(hub.dir.join("data/certs/ca.pem")) {
+                    if let Ok(ch) = connect_channel(&hub.url(), &ca, None).await {
+                        let mut h = tonic_health::pb::health_client::HealthClient::new(ch);
+                        if h.check(tonic_health::pb::HealthCheckRequest::default()).await.is_ok() {
+                            return hub;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("child hub did not start");
+        }
+
+        pub fn url(&self) -> String {
+            format!("https://localhost:{}", self.port)
+        }
+
+        pub async fn client(&self, role: Role, sub: &str, est: Option<&str>) -> HubClient {
+            let pem = std::fs::read(self.dir.join("data/certs/token-signing.key.pem")).unwrap();
+            let issuer = TokenIssuer::new(&pem, "dev", "ghthub-dev", "ghthub").unwrap();
+            let p = Principal {
+                subject: sub.into(),
+                role,
+                ght_id: role.needs_ght().then(|| G.to_string()),
+                establishment_id: est.map(String::from),
+                region: None,
+                expires_at: 0,
+            };
+            let token = issuer.issue(&p, 3600).unwrap();
+            let ca = std::fs::read(self.dir.join("data/certs/ca.pem")).unwrap();
+            let channel = connect_channel(&self.url(), &ca, None).await.unwrap();
+            HubClient::from_channel(channel, Some(&token)).unwrap()
+        }
+
+        /// A GHT with one support establishment and one patient published there.
+        pub async fn seed(&self) {
+            let admin = self.client(Role::Admin, "admin", None).await;
+            let mut reg = admin.registry();
+            reg.create_ght(proto::CreateGhtRequest {
+                id: G.into(),
+                name: "GHT".into(),
+                ars_region: "44".into(),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap();
+            reg.create_establishment(proto::CreateEstablishmentRequest {
+                id: E.into(),
+                ght_id: G.into(),
+                name: "CHU".into(),
+                role: proto::EstablishmentRole::Support as i32,
+                category: proto::EstablishmentCategory::Chu as i32,
+                request_id: String::new(),
+            })
+            .await
+            .unwrap();
+            let dr = self.client(Role::Practitioner, "dr", Some(E)).await;
+            dr.identity()
+                .upsert_identity(proto::UpsertIdentityRequest {
+                    identity: Some(proto::LocalIdentity {
+                        establishment_id: E.into(),
+                        ipp: "P1".into(),
+                        status: proto::IdentityStatus::Provisoire as i32,
+                        birth_name: "Durand".into(),
+                        first_given_name: "Claude".into(),
+                        birth_date: "1960-05-06".into(),
+                        sex: proto::AdministrativeSex::Female as i32,
+                        identity_document: proto::IdentityDocument::None as i32,
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                })
+                .await
+                .unwrap();
+        }
+
+        /// Resident memory of the hub process, KiB.
+        pub fn rss_kib(&self) -> u64 {
+            let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap()
+        }
+
+        pub fn kill9(&mut self) {
+            let st = std::process::Command::new("kill").args(["-KILL", &self.child.id().to_string()]).status().unwrap();
+            assert!(st.success());
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Drop for ChildHub {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    pub fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    /// One outpatient registration per movement, each its own encounter.
+    pub fn movement(k: usize) -> proto::Movement {
+        proto::Movement {
+            event_id: format!("ev-{k}"),
+            establishment_id: E.into(),
+            ipp: "P1".into(),
+            encounter_id: format!("V{k}"),
+            trigger: proto::MovementTrigger::A04RegisterOutpatient as i32,
+            // One second apart: never the same nature, patient, unit and time (IHE PAM).
+            event_time: format!(
+                "2025-01-{:02}T{:02}:{:02}:{:02}Z",
+                1 + k / 86_400,
+                k / 3_600 % 24,
+                k / 60 % 60,
+                k % 60
+            ),
+            medical_unit: format!("UF{}", k % 1000),
+            care_unit: format!("BOX{}", k / 1000),
+            encounter_class: proto::EncounterClass::Urgences as i32,
+            ..Default::default()
+        }
+    }
+
+    /// Publishes `range` over one stream; returns the acks received.
+    pub async fn publish(c: &HubClient, range: std::ops::Range<usize>) -> Vec<proto::MovementAck> {
+        let reqs = range.map(|k| proto::PublishMovementsRequest { movement: Some(movement(k)) });
+        let mut acks = c.movements().publish_movements(tokio_stream::iter(reqs)).await.unwrap().into_inner();
+        let mut out = vec![];
+        while let Some(a) = acks.message().await.unwrap() {
+            out.push(a);
+        }
+        out
+    }
+
+    /// Every movement the feed holds, from the start, until caught up.
+    pub async fn feed(c: &HubClient) -> Vec<(i64, String)> {
+        let req = proto::SubscribeMovementsRequest { since: 0, establishment_ids: vec![], follow: false };
+        let mut s = c.movements().subscribe_movements(req).await.unwrap().into_inner();
+        let mut out = vec![];
+        while let Some(m) = s.message().await.unwrap() {
+            if let Some(mv) = m.movement {
+                out.push((m.cursor, mv.event_id));
+            }
+        }
+        out
+    }
+}
+
+/// SIGKILL in the middle of a movement stream: every acknowledged movement survives,
+/// and the client's retry of everything it sent creates no duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_loses_no_acknowledged_movement_and_retries_make_no_duplicates() {
+    use child_hub::*;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut hub = ChildHub::start(dir.path().to_path_buf(), port).await;
+    hub.seed().await;
+    const N: usize = 30_000;
+    let dr = hub.client(Role::Practitioner, "dr", Some(E)).await;
+    // Feed the stream from a channel so the hub is killed while movements are in flight.
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    let sender = tokio::spawn(async move {
+        for k in 0..N {
+            if tx.send(proto::PublishMovementsRequest { movement: Some(movement(k)) }).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut acks =
+        dr.movements().publish_movements(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let mut acked = std::collections::HashSet::new();
+    while acked.len() < 3_000 {
+        let a = acks.message().await.unwrap().expect("acks until the kill");
+        assert_eq!(a.status, proto::MovementAckStatus::Accepted as i32, "{a:?}");
+        acked.insert(a.event_id);
+    }
+    hub.kill9();
+    // Whatever was in flight: the stream ends with an error or early, never with a lie.
+    while let Ok(Some(a)) = acks.message().await {
+        acked.insert(a.event_id);
+    }
+    sender.abort();
+    assert!(acked.len() < N, "killed mid-stream");
+
+    let hub = ChildHub::start(dir.path().to_path_buf(), port).await;
+    let dim = hub.client(Role::DimPhysician, "dim", None).await;
+    let stored: std::collections::HashSet<String> = feed(&dim).await.into_iter().map(|(_, e)| e).collect();
+    let lost: Vec<&String> = acked.iter().filter(|e| !stored.contains(*e)).collect();
+    assert!(lost.is_empty(), "{} acknowledged movements lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+
+    // The client retries everything it sent (acknowledged or not).
+    let dr = hub.client(Role::Practitioner, "dr", Some(E)).await;
+    let retry = publish(&dr, 0..N).await;
+    assert_eq!(retry.len(), N);
+    let dup = retry.iter().filter(|a| a.status == proto::MovementAckStatus::Duplicate as i32).count();
+    let acc = retry.iter().filter(|a| a.status == proto::MovementAckStatus::Accepted as i32).count();
+    assert_eq!(dup + acc, N, "no rejection on retry");
+    assert_eq!(dup, stored.len(), "exactly what was committed before the kill is a duplicate");
+    let after = feed(&dim).await;
+    assert_eq!(after.len(), N, "each movement stored once");
+    assert_eq!(after.iter().map(|(p, _)| *p).collect::<Vec<_>>(), (1..=N as i64).collect::<Vec<_>>());
+    let distinct: std::collections::HashSet<&String> = after.iter().map(|(_, e)| e).collect();
+    assert_eq!(distinct.len(), N);
+}
+
+/// A subscriber that stops reading does not make the hub buffer the feed: its memory
+/// stays flat while movements pile up, publishers are not held back, and the
+/// subscriber gets every movement once it reads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_subscriber_does_not_grow_hub_memory_and_misses_nothing() {
+    use child_hub::*;
+    let dir = tempfile::tempdir().unwrap();
+    let hub = ChildHub::start(dir.path().to_path_buf(), free_port()).await;
+    hub.seed().await;
+    let dr = hub.client(Role::Practitioner, "dr", Some(E)).await;
+    const N: usize = 30_000;
+    assert!(publish(&dr, 0..N).await.iter().all(|a| a.status == proto::MovementAckStatus::Accepted as i32));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = hub.rss_kib();
+    // A follower that does not read. Buffered without bound, 30,000 movements would
+    // take tens of MiB in the hub (decoded rows, messages and their encodings).
+    let dim = hub.client(Role::DimPhysician, "dim", None).await;
+    let req = proto::SubscribeMovementsRequest { since: 0, establishment_ids: vec![], follow: true };
+    let mut stalled = dim.movements().subscribe_movements(req).await.unwrap().into_inner();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stalled_rss = hub.rss_kib();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = hub.rss_kib();
+    let growth_mib = later.max(stalled_rss).saturating_sub(before) as f64 / 1024.0;
+    eprintln!("hub RSS {before} KiB before the stalled subscriber, {stalled_rss} then {later} KiB with it");
+    assert!(growth_mib < 8.0, "hub memory grew by {growth_mib:.1} MiB with a stalled subscriber");
+    // Publishers are not held back by it.
+    let started = std::time::Instant::now();
+    assert!(publish(&dr, N..N + 5_000).await.iter().all(|a| a.status == proto::MovementAckStatus::Accepted as i32));
+    assert!(started.elapsed() < Duration::from_secs(60), "publishing is not held back: {:?}", started.elapsed());
+    // Reading again: everything, in order, once.
+    let mut got = 0i64;
+    while got < (N + 5_000) as i64 {
+        let m = tokio::time::timeout(Duration::from_secs(30), stalled.message())
+            .await
+            .expect("delivery resumes")
+            .unwrap()
+            .unwrap();
+        got += 1;
+        assert_eq!(m.cursor, got);
+    }
+}

@@ -35,10 +35,8 @@ pub async fn has_live_designation(db: &Db, subject: &str, ght: &str, establishme
 /// the patient. `patient` is a territorial identity id; the relationship holds when
 /// one of its linked local identities has an encounter at `own_establishment` that is
 /// not discharged or cancelled.
-pub async fn has_care_relationship(_db: &Db, _own_establishment: &str, _patient: &str) -> AppResult<bool> {
-    // Encounters are held by the movement module; until it stores any, no care
-    // relationship can exist, and the rule denies (the safe answer).
-    Ok(false)
+pub async fn has_care_relationship(db: &Db, own_establishment: &str, patient: &str) -> AppResult<bool> {
+    crate::movement::store::has_open_encounter(db, own_establishment, patient).await
 }
 
 /// The id of a live break-glass grant of `subject` over `ght` (and `patient`, if the grant is restricted).

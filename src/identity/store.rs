@@ -1,9 +1,939 @@
-//! SQL of the identity domain.
+//! SQL of the identity domain: local identities, territorial identities, index
+//! events, candidate matches and vigilance alerts.
 
-use crate::{db::Db, facts::TerritoryFacts, AppResult};
+use sqlx::{AnyConnection, Row};
 
-/// Fills `publishes_identities` per establishment and `identities_linked_across_parties`.
-pub async fn fill_facts(_db: &Db, _facts: &mut TerritoryFacts) -> AppResult<()> {
-    // Placeholder until identities are stored: nothing is published yet.
+use super::{
+    changes::{Change, IndexLocal, OpenCandidate, Val},
+    ins::Ins,
+    matching::MatchKeys,
+    types::{document_from_str, sex_from_code, Status},
+};
+use crate::{
+    db::{Backend, Db},
+    facts::TerritoryFacts,
+    proto,
+    time::to_rfc3339,
+    AppError, AppResult,
+};
+
+/// A local identity row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentityRow {
+    pub establishment_id: String,
+    pub ipp: String,
+    pub ght_id: String,
+    pub territorial_id: String,
+    pub status: Status,
+    pub ins: Option<Ins>,
+    pub birth_name: String,
+    pub first_given_name: String,
+    pub birth_given_names: String,
+    pub used_name: String,
+    pub used_given_name: String,
+    pub birth_date: String,
+    pub sex: String,
+    pub birth_place_code: String,
+    pub document: String,
+    pub keys: MatchKeys,
+    pub merged_into_ipp: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub updated_by: String,
+}
+
+impl IdentityRow {
+    /// What a reader sees: the INS only when qualified (RECUPEREE: withheld).
+    pub fn to_proto(&self) -> proto::LocalIdentity {
+        let carried = self.status == Status::Qualifiee;
+        proto::LocalIdentity {
+            establishment_id: self.establishment_id.clone(),
+            ipp: self.ipp.clone(),
+            status: self.status.to_proto() as i32,
+            ins: self
+                .ins
+                .as_ref()
+                .filter(|_| carried)
+                .map(|i| proto::InsIdentifier { matricule: i.matricule.clone(), oid: i.oid.clone() }),
+            birth_name: self.birth_name.clone(),
+            first_given_name: self.first_given_name.clone(),
+            birth_given_names: self.birth_given_names.clone(),
+            used_name: self.used_name.clone(),
+            used_given_name: self.used_given_name.clone(),
+            birth_date: self.birth_date.clone(),
+            sex: sex_from_code(&self.sex) as i32,
+            birth_place_code: self.birth_place_code.clone(),
+            identity_document: document_from_str(&self.document) as i32,
+            territorial_id: self.territorial_id.clone(),
+            ins_withheld: self.ins.is_some() && !carried,
+            merged_into_ipp: self.merged_into_ipp.clone().unwrap_or_default(),
+            created_at: to_rfc3339(self.created_at),
+            updated_at: to_rfc3339(self.updated_at),
+        }
+    }
+
+    pub fn index_local(&self) -> IndexLocal {
+        IndexLocal {
+            establishment_id: self.establishment_id.clone(),
+            ipp: self.ipp.clone(),
+            territorial_id: self.territorial_id.clone(),
+            merged_into_ipp: self.merged_into_ipp.clone(),
+        }
+    }
+
+    pub fn local_ref(&self) -> proto::LocalIdentityRef {
+        proto::LocalIdentityRef { establishment_id: self.establishment_id.clone(), ipp: self.ipp.clone() }
+    }
+
+    /// "establishment:IPP", the patient reference written to the audit trail.
+    pub fn audit_ref(&self) -> String {
+        format!("{}:{}", self.establishment_id, self.ipp)
+    }
+}
+
+const COLS: &str = "establishment_id, ipp, ght_id, territorial_id, status, ins_matricule, ins_oid, birth_name, \
+    first_given_name, birth_given_names, used_name, used_given_name, birth_date, sex, birth_place_code, \
+    identity_document, birth_name_norm, birth_name_phon, first_name_norm, first_name_phon, given_names_norm, \
+    merged_into_ipp, created_at, updated_at, updated_by";
+const N_COLS: usize = 25;
+
+fn from_row(r: &sqlx::any::AnyRow) -> AppResult<IdentityRow> {
+    let status: String = r.try_get(4)?;
+    let matricule: Option<String> = r.try_get(5)?;
+    let oid: Option<String> = r.try_get(6)?;
+    let birth_date: String = r.try_get(12)?;
+    let sex: String = r.try_get(13)?;
+    let place: String = r.try_get(14)?;
+    Ok(IdentityRow {
+        establishment_id: r.try_get(0)?,
+        ipp: r.try_get(1)?,
+        ght_id: r.try_get(2)?,
+        territorial_id: r.try_get(3)?,
+        status: Status::parse(&status).ok_or_else(|| AppError::internal(format!("bad stored status {status}")))?,
+        ins: matricule.zip(oid).map(|(matricule, oid)| Ins { matricule, oid }),
+        birth_name: r.try_get(7)?,
+        first_given_name: r.try_get(8)?,
+        birth_given_names: r.try_get(9)?,
+        used_name: r.try_get(10)?,
+        used_given_name: r.try_get(11)?,
+        document: r.try_get(15)?,
+        keys: MatchKeys {
+            birth_name_norm: r.try_get(16)?,
+            birth_name_phon: r.try_get(17)?,
+            first_name_norm: r.try_get(18)?,
+            first_name_phon: r.try_get(19)?,
+            given_names_norm: r.try_get(20)?,
+            birth_date: birth_date.clone(),
+            sex: sex.clone(),
+            birth_place_code: place.clone(),
+        },
+        birth_date,
+        sex,
+        birth_place_code: place,
+        merged_into_ipp: r.try_get(21)?,
+        created_at: r.try_get(22)?,
+        updated_at: r.try_get(23)?,
+        updated_by: r.try_get(24)?,
+    })
+}
+
+fn placeholders(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", (1..=cols).map(|c| format!("${}", r * cols + c)).collect::<Vec<_>>().join(",")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `$first, $first+1, …` for an IN list of `n` values.
+pub fn in_list(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(",")
+}
+
+fn bind_identity<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    i: &'q IdentityRow,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    q.bind(&i.establishment_id)
+        .bind(&i.ipp)
+        .bind(&i.ght_id)
+        .bind(&i.territorial_id)
+        .bind(i.status.as_str())
+        .bind(i.ins.as_ref().map(|x| x.matricule.clone()))
+        .bind(i.ins.as_ref().map(|x| x.oid.clone()))
+        .bind(&i.birth_name)
+        .bind(&i.first_given_name)
+        .bind(&i.birth_given_names)
+        .bind(&i.used_name)
+        .bind(&i.used_given_name)
+        .bind(&i.birth_date)
+        .bind(&i.sex)
+        .bind(&i.birth_place_code)
+        .bind(&i.document)
+        .bind(&i.keys.birth_name_norm)
+        .bind(&i.keys.birth_name_phon)
+        .bind(&i.keys.first_name_norm)
+        .bind(&i.keys.first_name_phon)
+        .bind(&i.keys.given_names_norm)
+        .bind(&i.merged_into_ipp)
+        .bind(i.created_at)
+        .bind(i.updated_at)
+        .bind(&i.updated_by)
+}
+
+/// Serialises writers of one GHT's identity index across hub replicas (PostgreSQL);
+/// SQLite has a single writer already.
+pub async fn lock_index(conn: &mut AnyConnection, backend: Backend, ght: &str) -> AppResult<()> {
+    if backend == Backend::Postgres {
+        let key = format!("identity-index:{ght}");
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(key.as_bytes());
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&digest[..8]);
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(i64::from_be_bytes(b)).execute(conn).await?;
+    }
+    Ok(())
+}
+
+pub async fn get(conn: &mut AnyConnection, est: &str, ipp: &str) -> AppResult<Option<IdentityRow>> {
+    let row = sqlx::query(&format!("SELECT {COLS} FROM local_identity WHERE establishment_id = $1 AND ipp = $2"))
+        .bind(est)
+        .bind(ipp)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn insert(conn: &mut AnyConnection, i: &IdentityRow) -> AppResult<()> {
+    let sql = format!("INSERT INTO local_identity ({COLS}) VALUES {}", placeholders(1, N_COLS));
+    bind_identity(sqlx::query(&sql), i).execute(conn).await?;
+    Ok(())
+}
+
+/// Rewrites the traits and status of an existing identity (its index columns are
+/// changed only through [`apply_changes`]).
+pub async fn update(conn: &mut AnyConnection, i: &IdentityRow) -> AppResult<()> {
+    sqlx::query(
+        "UPDATE local_identity SET status = $3, ins_matricule = $4, ins_oid = $5, birth_name = $6, \
+         first_given_name = $7, birth_given_names = $8, used_name = $9, used_given_name = $10, birth_date = $11, \
+         sex = $12, birth_place_code = $13, identity_document = $14, birth_name_norm = $15, birth_name_phon = $16, \
+         first_name_norm = $17, first_name_phon = $18, given_names_norm = $19, updated_at = $20, updated_by = $21 \
+         WHERE establishment_id = $1 AND ipp = $2",
+    )
+    .bind(&i.establishment_id)
+    .bind(&i.ipp)
+    .bind(i.status.as_str())
+    .bind(i.ins.as_ref().map(|x| x.matricule.clone()))
+    .bind(i.ins.as_ref().map(|x| x.oid.clone()))
+    .bind(&i.birth_name)
+    .bind(&i.first_given_name)
+    .bind(&i.birth_given_names)
+    .bind(&i.used_name)
+    .bind(&i.used_given_name)
+    .bind(&i.birth_date)
+    .bind(&i.sex)
+    .bind(&i.birth_place_code)
+    .bind(&i.document)
+    .bind(&i.keys.birth_name_norm)
+    .bind(&i.keys.birth_name_phon)
+    .bind(&i.keys.first_name_norm)
+    .bind(&i.keys.first_name_phon)
+    .bind(&i.keys.given_names_norm)
+    .bind(i.updated_at)
+    .bind(&i.updated_by)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A fresh territorial identity id: "T" and 16 hex digits.
+pub fn new_id(prefix: char) -> String {
+    format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
+}
+
+pub async fn insert_territorial(conn: &mut AnyConnection, id: &str, ght: &str, at: i64) -> AppResult<()> {
+    sqlx::query("INSERT INTO territorial_identity (id, ght_id, merged_into, created_at) VALUES ($1, $2, NULL, $3)")
+        .bind(id)
+        .bind(ght)
+        .bind(at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A territorial identity: (ght, merged_into, created_at).
+pub async fn territorial(conn: &mut AnyConnection, id: &str) -> AppResult<Option<(String, Option<String>, i64)>> {
+    let row = sqlx::query("SELECT ght_id, merged_into, created_at FROM territorial_identity WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(match row {
+        Some(r) => Some((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)),
+        None => None,
+    })
+}
+
+/// Follows `merged_into` from a (possibly retired) territorial identity to the live one.
+pub async fn resolve_territorial(conn: &mut AnyConnection, id: &str) -> AppResult<Option<String>> {
+    let mut current = id.to_string();
+    // Retirements form chains (a link retires one identity into another); a loop
+    // cannot be written by the index, the bound only guards against corruption.
+    for _ in 0..32 {
+        match territorial(conn, &current).await? {
+            None => return Ok(None),
+            Some((_, None, _)) => return Ok(Some(current)),
+            Some((_, Some(next), _)) => current = next,
+        }
+    }
+    Err(AppError::internal(format!("territorial identity chain from {id} does not end")))
+}
+
+pub async fn locals_of(conn: &mut AnyConnection, territorial_id: &str) -> AppResult<Vec<IdentityRow>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLS} FROM local_identity WHERE territorial_id = $1 ORDER BY establishment_id, ipp"
+    ))
+    .bind(territorial_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Qualified, unmerged identities of the GHT carrying this INS.
+pub async fn with_ins(conn: &mut AnyConnection, ght: &str, ins: &Ins) -> AppResult<Vec<IdentityRow>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLS} FROM local_identity WHERE ins_matricule = $1 AND ins_oid = $2 AND ght_id = $3 \
+         AND status = 'QUALIFIEE' AND merged_into_ipp IS NULL ORDER BY created_at, establishment_id, ipp LIMIT 100"
+    ))
+    .bind(&ins.matricule)
+    .bind(&ins.oid)
+    .bind(ght)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Unmerged identities of the GHT that may match `keys`, by three blocking keys:
+/// phonetic birth name + phonetic first name, phonetic birth name + birth date,
+/// birth date + phonetic first name (a typo in one of them still finds the pair).
+/// `establishments` restricts to those (None = all). At most `per_block` per block.
+pub async fn blocked(
+    conn: &mut AnyConnection,
+    ght: &str,
+    keys: &MatchKeys,
+    establishments: Option<&[String]>,
+    per_block: i64,
+) -> AppResult<Vec<IdentityRow>> {
+    let est_filter = |first: usize| match establishments {
+        Some(e) => format!(" AND establishment_id IN ({})", in_list(first, e.len())),
+        None => String::new(),
+    };
+    let mut out: Vec<IdentityRow> = vec![];
+    let mut seen = std::collections::HashSet::new();
+    let blocks: [(&str, &str, &str); 3] = [
+        ("birth_name_phon", "first_name_phon", "name+first"),
+        ("birth_name_phon", "birth_date", "name+date"),
+        ("birth_date", "first_name_phon", "date+first"),
+    ];
+    for (c1, c2, _) in blocks {
+        let v = |c: &str| match c {
+            "birth_name_phon" => keys.birth_name_phon.clone(),
+            "first_name_phon" => keys.first_name_phon.clone(),
+            _ => keys.birth_date.clone(),
+        };
+        let (v1, v2) = (v(c1), v(c2));
+        if v1.is_empty() || v2.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "SELECT {COLS} FROM local_identity WHERE ght_id = $1 AND {c1} = $2 AND {c2} = $3 \
+             AND merged_into_ipp IS NULL{} LIMIT {per_block}",
+            est_filter(4)
+        );
+        let mut q = sqlx::query(&sql).bind(ght).bind(v1).bind(v2);
+        for e in establishments.unwrap_or_default() {
+            q = q.bind(e);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            let row = from_row(&r)?;
+            if seen.insert((row.establishment_id.clone(), row.ipp.clone())) {
+                out.push(row);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Identities with the same phonetic birth name (a search without date or first name).
+pub async fn by_phonetic_name(
+    db: &Db,
+    ght: &str,
+    phon: &str,
+    establishments: &[String],
+    limit: i64,
+) -> AppResult<Vec<IdentityRow>> {
+    let sql = format!(
+        "SELECT {COLS} FROM local_identity WHERE ght_id = $1 AND birth_name_phon = $2 AND merged_into_ipp IS NULL \
+         AND establishment_id IN ({}) LIMIT {limit}",
+        in_list(3, establishments.len())
+    );
+    let mut q = sqlx::query(&sql).bind(ght).bind(phon);
+    for e in establishments {
+        q = q.bind(e);
+    }
+    let rows = q.fetch_all(&db.read).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Qualified identities carrying this INS in these establishments.
+pub async fn search_ins(
+    db: &Db,
+    ght: &str,
+    ins: &Ins,
+    establishments: &[String],
+    limit: i64,
+) -> AppResult<Vec<IdentityRow>> {
+    let sql = format!(
+        "SELECT {COLS} FROM local_identity WHERE ins_matricule = $1 AND ins_oid = $2 AND ght_id = $3 \
+         AND status = 'QUALIFIEE' AND establishment_id IN ({}) ORDER BY establishment_id, ipp LIMIT {limit}",
+        in_list(4, establishments.len())
+    );
+    let mut q = sqlx::query(&sql).bind(&ins.matricule).bind(&ins.oid).bind(ght);
+    for e in establishments {
+        q = q.bind(e);
+    }
+    let rows = q.fetch_all(&db.read).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Applies changes with optimistic checks: each row must hold the `before` value,
+/// otherwise the change is refused (the caller's transaction rolls back).
+pub async fn apply_changes(conn: &mut AnyConnection, changes: &[Change]) -> AppResult<()> {
+    for c in changes {
+        let (table, column, keys) = c.column.sql();
+        let mut sql = format!("UPDATE {table} SET {column} = $1 WHERE ");
+        let mut conds: Vec<String> = keys.iter().enumerate().map(|(i, k)| format!("{k} = ${}", i + 2)).collect();
+        let next = keys.len() + 2;
+        conds.push(match c.before {
+            Val::Null => format!("{column} IS NULL"),
+            _ => format!("{column} = ${next}"),
+        });
+        sql.push_str(&conds.join(" AND "));
+        let mut q = sqlx::query(&sql);
+        q = match &c.after {
+            Val::Null if c.column.is_int() => q.bind(Option::<i64>::None),
+            Val::Null => q.bind(Option::<String>::None),
+            Val::Text(s) => q.bind(s.clone()),
+            Val::Int(i) => q.bind(*i),
+        };
+        for k in &c.key {
+            q = q.bind(k.clone());
+        }
+        q = match &c.before {
+            Val::Null => q,
+            Val::Text(s) => q.bind(s.clone()),
+            Val::Int(i) => q.bind(*i),
+        };
+        let n = q.execute(&mut *conn).await?.rows_affected();
+        if n != 1 {
+            return Err(AppError::precondition(format!(
+                "{table} {} changed since (its {column} is no longer {:?})",
+                c.key.join(":"),
+                c.before
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The encounter ids held by a local identity (for a merge).
+pub async fn encounters_of(conn: &mut AnyConnection, est: &str, ipp: &str) -> AppResult<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT encounter_id FROM encounter WHERE establishment_id = $1 AND ipp = $2 ORDER BY encounter_id",
+    )
+    .bind(est)
+    .bind(ipp)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| r.try_get(0).map_err(AppError::from)).collect()
+}
+
+/// A pair in canonical order (a < b), as candidate and alert rows store it.
+pub fn ordered<'a>(a: (&'a str, &'a str), b: (&'a str, &'a str)) -> ((&'a str, &'a str), (&'a str, &'a str)) {
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+/// A candidate row.
+#[derive(Debug, Clone)]
+pub struct CandidateRow {
+    pub id: String,
+    pub a: (String, String),
+    pub b: (String, String),
+    pub score: f64,
+    pub reasons: Vec<String>,
+    pub status: String,
+    pub created_at: i64,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub decision_reason: Option<String>,
+}
+
+impl CandidateRow {
+    pub fn to_proto(&self) -> proto::CandidateMatch {
+        let status = proto::CandidateStatus::from_str_name(&format!("CANDIDATE_STATUS_{}", self.status))
+            .unwrap_or(proto::CandidateStatus::Unspecified);
+        proto::CandidateMatch {
+            id: self.id.clone(),
+            a: Some(proto::LocalIdentityRef { establishment_id: self.a.0.clone(), ipp: self.a.1.clone() }),
+            b: Some(proto::LocalIdentityRef { establishment_id: self.b.0.clone(), ipp: self.b.1.clone() }),
+            score: self.score,
+            reasons: self.reasons.clone(),
+            status: status as i32,
+            same_establishment: self.a.0 == self.b.0,
+            created_at: to_rfc3339(self.created_at),
+            decided_by: self.decided_by.clone().unwrap_or_default(),
+            decided_at: self.decided_at.map(to_rfc3339).unwrap_or_default(),
+            decision_reason: self.decision_reason.clone().unwrap_or_default(),
+        }
+    }
+
+    pub fn open(&self) -> OpenCandidate {
+        OpenCandidate {
+            id: self.id.clone(),
+            status: self.status.clone(),
+            decided_by: self.decided_by.clone(),
+            decided_at: self.decided_at,
+            decision_reason: self.decision_reason.clone(),
+        }
+    }
+}
+
+const CAND_COLS: &str =
+    "id, a_establishment_id, a_ipp, b_establishment_id, b_ipp, score, reasons, status, created_at, \
+                         decided_by, decided_at, decision_reason";
+
+fn candidate_from_row(r: &sqlx::any::AnyRow) -> AppResult<CandidateRow> {
+    let reasons: String = r.try_get(6)?;
+    Ok(CandidateRow {
+        id: r.try_get(0)?,
+        a: (r.try_get(1)?, r.try_get(2)?),
+        b: (r.try_get(3)?, r.try_get(4)?),
+        score: r.try_get(5)?,
+        reasons: reasons.split('\n').filter(|s| !s.is_empty()).map(String::from).collect(),
+        status: r.try_get(7)?,
+        created_at: r.try_get(8)?,
+        decided_by: r.try_get(9)?,
+        decided_at: r.try_get(10)?,
+        decision_reason: r.try_get(11)?,
+    })
+}
+
+pub async fn candidate_for_pair(
+    conn: &mut AnyConnection,
+    a: (&str, &str),
+    b: (&str, &str),
+) -> AppResult<Option<CandidateRow>> {
+    let (a, b) = ordered(a, b);
+    let row = sqlx::query(&format!(
+        "SELECT {CAND_COLS} FROM candidate_match WHERE a_establishment_id = $1 AND a_ipp = $2 \
+         AND b_establishment_id = $3 AND b_ipp = $4"
+    ))
+    .bind(a.0)
+    .bind(a.1)
+    .bind(b.0)
+    .bind(b.1)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(candidate_from_row).transpose()
+}
+
+pub async fn candidate(conn: &mut AnyConnection, id: &str) -> AppResult<Option<CandidateRow>> {
+    let row = sqlx::query(&format!("SELECT {CAND_COLS} FROM candidate_match WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(candidate_from_row).transpose()
+}
+
+/// Records a candidate pair, or refreshes the score of an open one; decided pairs keep their decision.
+pub async fn upsert_candidate(
+    conn: &mut AnyConnection,
+    ght: &str,
+    a: (&str, &str),
+    b: (&str, &str),
+    score: f64,
+    reasons: &[String],
+    at: i64,
+) -> AppResult<()> {
+    let (a, b) = ordered(a, b);
+    sqlx::query(
+        "INSERT INTO candidate_match (id, ght_id, a_establishment_id, a_ipp, b_establishment_id, b_ipp, score, reasons, \
+         status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'OPEN', $9) \
+         ON CONFLICT (a_establishment_id, a_ipp, b_establishment_id, b_ipp) DO UPDATE \
+         SET score = excluded.score, reasons = excluded.reasons WHERE candidate_match.status = 'OPEN'",
+    )
+    .bind(new_id('C'))
+    .bind(ght)
+    .bind(a.0)
+    .bind(a.1)
+    .bind(b.0)
+    .bind(b.1)
+    .bind(score)
+    .bind(reasons.join("\n"))
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records that a pair is not the same patient (creating the candidate row if needed).
+#[allow(clippy::too_many_arguments)]
+pub async fn reject_pair(
+    conn: &mut AnyConnection,
+    ght: &str,
+    a: (&str, &str),
+    b: (&str, &str),
+    score: f64,
+    by: &str,
+    reason: &str,
+    at: i64,
+) -> AppResult<()> {
+    let (a, b) = ordered(a, b);
+    sqlx::query(
+        "INSERT INTO candidate_match (id, ght_id, a_establishment_id, a_ipp, b_establishment_id, b_ipp, score, reasons, \
+         status, created_at, decided_by, decided_at, decision_reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, '', 'REJECTED', $8, $9, $8, $10) \
+         ON CONFLICT (a_establishment_id, a_ipp, b_establishment_id, b_ipp) DO UPDATE \
+         SET status = 'REJECTED', decided_by = excluded.decided_by, decided_at = excluded.decided_at, \
+         decision_reason = excluded.decision_reason",
+    )
+    .bind(new_id('C'))
+    .bind(ght)
+    .bind(a.0)
+    .bind(a.1)
+    .bind(b.0)
+    .bind(b.1)
+    .bind(score)
+    .bind(at)
+    .bind(by)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn pair_rejected(conn: &mut AnyConnection, a: (&str, &str), b: (&str, &str)) -> AppResult<bool> {
+    Ok(candidate_for_pair(conn, a, b).await?.is_some_and(|c| c.status == "REJECTED"))
+}
+
+/// Candidates among these establishments, best first; OPEN ones whose two
+/// identities are now in the same territorial identity are left out (decided by a link).
+pub async fn list_candidates(
+    db: &Db,
+    ght: &str,
+    establishments: &[String],
+    include_decided: bool,
+    limit: i64,
+) -> AppResult<Vec<CandidateRow>> {
+    let n = establishments.len();
+    let cols = CAND_COLS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT {cols} FROM candidate_match c \
+         JOIN local_identity la ON la.establishment_id = c.a_establishment_id AND la.ipp = c.a_ipp \
+         JOIN local_identity lb ON lb.establishment_id = c.b_establishment_id AND lb.ipp = c.b_ipp \
+         WHERE c.ght_id = $1 AND c.a_establishment_id IN ({}) AND c.b_establishment_id IN ({}) \
+         AND ({} OR (c.status = 'OPEN' AND la.territorial_id <> lb.territorial_id \
+                     AND la.merged_into_ipp IS NULL AND lb.merged_into_ipp IS NULL)) \
+         ORDER BY c.score DESC, c.created_at, c.id LIMIT {limit}",
+        in_list(2, n),
+        in_list(2 + n, n),
+        if include_decided { "c.status <> 'OPEN'" } else { "1 = 0" },
+    );
+    let mut q = sqlx::query(&sql).bind(ght);
+    for e in establishments.iter().chain(establishments) {
+        q = q.bind(e);
+    }
+    let rows = q.fetch_all(&db.read).await?;
+    rows.iter().map(candidate_from_row).collect()
+}
+
+/// Raises an INS collision alert once per pair; returns its id.
+#[allow(clippy::too_many_arguments)]
+pub async fn raise_alert(
+    conn: &mut AnyConnection,
+    ght: &str,
+    ins: &Ins,
+    a: (&str, &str),
+    b: (&str, &str),
+    differing: &[&str],
+    by: &str,
+    at: i64,
+) -> AppResult<String> {
+    let (a, b) = ordered(a, b);
+    sqlx::query(
+        "INSERT INTO vigilance_alert (id, ght_id, kind, ins_matricule, ins_oid, a_establishment_id, a_ipp, \
+         b_establishment_id, b_ipp, differing_traits, raised_at, raised_by) \
+         VALUES ($1, $2, 'INS_COLLISION', $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (kind, a_establishment_id, a_ipp, b_establishment_id, b_ipp) DO NOTHING",
+    )
+    .bind(new_id('V'))
+    .bind(ght)
+    .bind(&ins.matricule)
+    .bind(&ins.oid)
+    .bind(a.0)
+    .bind(a.1)
+    .bind(b.0)
+    .bind(b.1)
+    .bind(differing.join(","))
+    .bind(at)
+    .bind(by)
+    .execute(&mut *conn)
+    .await?;
+    let row = sqlx::query(
+        "SELECT id FROM vigilance_alert WHERE kind = 'INS_COLLISION' AND a_establishment_id = $1 AND a_ipp = $2 \
+         AND b_establishment_id = $3 AND b_ipp = $4",
+    )
+    .bind(a.0)
+    .bind(a.1)
+    .bind(b.0)
+    .bind(b.1)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.try_get(0)?)
+}
+
+pub async fn list_alerts(
+    db: &Db,
+    ght: &str,
+    establishments: &[String],
+    limit: i64,
+) -> AppResult<Vec<proto::VigilanceAlert>> {
+    let n = establishments.len();
+    let sql = format!(
+        "SELECT id, kind, ins_matricule, ins_oid, a_establishment_id, a_ipp, b_establishment_id, b_ipp, \
+         differing_traits, raised_at, raised_by FROM vigilance_alert WHERE ght_id = $1 \
+         AND a_establishment_id IN ({}) AND b_establishment_id IN ({}) ORDER BY raised_at DESC, id LIMIT {limit}",
+        in_list(2, n),
+        in_list(2 + n, n)
+    );
+    let mut q = sqlx::query(&sql).bind(ght);
+    for e in establishments.iter().chain(establishments) {
+        q = q.bind(e);
+    }
+    let rows = q.fetch_all(&db.read).await?;
+    rows.iter()
+        .map(|r| {
+            let differing: String = r.try_get(8)?;
+            Ok(proto::VigilanceAlert {
+                id: r.try_get(0)?,
+                kind: proto::VigilanceAlertKind::InsCollision as i32,
+                ins: Some(proto::InsIdentifier { matricule: r.try_get(2)?, oid: r.try_get(3)? }),
+                identities: vec![
+                    proto::LocalIdentityRef { establishment_id: r.try_get(4)?, ipp: r.try_get(5)? },
+                    proto::LocalIdentityRef { establishment_id: r.try_get(6)?, ipp: r.try_get(7)? },
+                ],
+                differing_traits: differing.split(',').filter(|s| !s.is_empty()).map(String::from).collect(),
+                raised_at: to_rfc3339(r.try_get(9)?),
+                raised_by: r.try_get(10)?,
+            })
+        })
+        .collect()
+}
+
+/// An index event as stored.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub id: String,
+    pub ght_id: String,
+    pub kind: String,
+    pub author: String,
+    pub at: i64,
+    pub reason: String,
+    pub identities: Vec<(String, String)>,
+    pub territorial_id: String,
+    pub other_territorial_id: String,
+    pub related_event_id: Option<String>,
+    pub changes: Vec<Change>,
+}
+
+impl EventRow {
+    pub fn to_proto(&self) -> proto::IdentityEvent {
+        let kind = proto::IdentityEventKind::from_str_name(&format!("IDENTITY_EVENT_KIND_{}", self.kind))
+            .unwrap_or(proto::IdentityEventKind::Unspecified);
+        proto::IdentityEvent {
+            id: self.id.clone(),
+            kind: kind as i32,
+            author: self.author.clone(),
+            at: to_rfc3339(self.at),
+            reason: self.reason.clone(),
+            identities: self
+                .identities
+                .iter()
+                .map(|(e, i)| proto::LocalIdentityRef { establishment_id: e.clone(), ipp: i.clone() })
+                .collect(),
+            territorial_id: self.territorial_id.clone(),
+            other_territorial_id: self.other_territorial_id.clone(),
+            related_event_id: self.related_event_id.clone().unwrap_or_default(),
+            changes: self.changes.len() as u32,
+        }
+    }
+}
+
+pub async fn insert_event(conn: &mut AnyConnection, e: &EventRow) -> AppResult<()> {
+    let identities = e.identities.iter().map(|(est, ipp)| format!("{est}:{ipp}")).collect::<Vec<_>>().join(" ");
+    sqlx::query(
+        "INSERT INTO identity_event (id, ght_id, kind, author, at, reason, identities, territorial_id, \
+         other_territorial_id, related_event_id, changes) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+    )
+    .bind(&e.id)
+    .bind(&e.ght_id)
+    .bind(&e.kind)
+    .bind(&e.author)
+    .bind(e.at)
+    .bind(&e.reason)
+    .bind(identities)
+    .bind(&e.territorial_id)
+    .bind(&e.other_territorial_id)
+    .bind(&e.related_event_id)
+    .bind(serde_json::to_string(&e.changes)?)
+    .execute(&mut *conn)
+    .await?;
+    for t in [&e.territorial_id, &e.other_territorial_id] {
+        if !t.is_empty() {
+            sqlx::query(
+                "INSERT INTO identity_event_ref (territorial_id, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(t)
+            .bind(&e.id)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+const EVENT_COLS: &str = "e.id, e.ght_id, e.kind, e.author, e.at, e.reason, e.identities, e.territorial_id, \
+                          e.other_territorial_id, e.related_event_id, e.changes";
+
+fn event_from_row(r: &sqlx::any::AnyRow) -> AppResult<EventRow> {
+    let identities: String = r.try_get(6)?;
+    let changes: String = r.try_get(10)?;
+    Ok(EventRow {
+        id: r.try_get(0)?,
+        ght_id: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        author: r.try_get(3)?,
+        at: r.try_get(4)?,
+        reason: r.try_get(5)?,
+        identities: identities
+            .split(' ')
+            .filter_map(|s| s.split_once(':').map(|(e, i)| (e.to_string(), i.to_string())))
+            .collect(),
+        territorial_id: r.try_get(7)?,
+        other_territorial_id: r.try_get(8)?,
+        related_event_id: r.try_get(9)?,
+        changes: serde_json::from_str(&changes)?,
+    })
+}
+
+pub async fn event(conn: &mut AnyConnection, id: &str) -> AppResult<Option<EventRow>> {
+    let row = sqlx::query(&format!("SELECT {EVENT_COLS} FROM identity_event e WHERE e.id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(event_from_row).transpose()
+}
+
+/// The UNMERGE event that undid a merge, if any.
+pub async fn undone_by(conn: &mut AnyConnection, merge_id: &str) -> AppResult<Option<String>> {
+    let row = sqlx::query("SELECT id FROM identity_event WHERE kind = 'UNMERGE' AND related_event_id = $1")
+        .bind(merge_id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(match row {
+        Some(r) => Some(r.try_get(0)?),
+        None => None,
+    })
+}
+
+/// Events concerning a territorial identity, newest first (at most 50); a MERGE
+/// shows the UNMERGE that undid it.
+pub async fn events_of(db: &Db, territorial_id: &str) -> AppResult<Vec<proto::IdentityEvent>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {EVENT_COLS} FROM identity_event e JOIN identity_event_ref r ON r.event_id = e.id \
+         WHERE r.territorial_id = $1 ORDER BY e.at DESC, e.id LIMIT 50"
+    ))
+    .bind(territorial_id)
+    .fetch_all(&db.read)
+    .await?;
+    let mut events: Vec<EventRow> = rows.iter().map(event_from_row).collect::<AppResult<_>>()?;
+    let undo: std::collections::HashMap<String, String> = events
+        .iter()
+        .filter(|e| e.kind == "UNMERGE")
+        .filter_map(|e| e.related_event_id.clone().map(|m| (m, e.id.clone())))
+        .collect();
+    for e in events.iter_mut().filter(|e| e.kind == "MERGE") {
+        if let Some(u) = undo.get(&e.id) {
+            e.related_event_id = Some(u.clone());
+        }
+    }
+    Ok(events.iter().map(EventRow::to_proto).collect())
+}
+
+/// Identity facts of a GHT for the computed indicators (CONV-4.1, CONV-5.2).
+pub async fn fill_facts(db: &Db, facts: &mut TerritoryFacts) -> AppResult<()> {
+    // One index probe per establishment (local_identity's key starts with it).
+    let rows = sqlx::query(
+        "SELECT e.id FROM establishment e WHERE e.ght_id = $1 \
+         AND EXISTS (SELECT 1 FROM local_identity l WHERE l.establishment_id = e.id)",
+    )
+    .bind(&facts.ght_id)
+    .fetch_all(&db.read)
+    .await?;
+    let publishing: std::collections::HashSet<String> =
+        rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<_, _>>()?;
+    for e in &mut facts.establishments {
+        e.publishes_identities = publishing.contains(&e.establishment_id);
+    }
+    let row = sqlx::query(
+        "SELECT COUNT(*) FROM (SELECT l.territorial_id FROM local_identity l \
+         JOIN establishment e ON e.id = l.establishment_id \
+         WHERE l.ght_id = $1 AND e.role IN ('SUPPORT', 'PARTIE') \
+         GROUP BY l.territorial_id HAVING COUNT(DISTINCT l.establishment_id) >= 2) linked",
+    )
+    .bind(&facts.ght_id)
+    .fetch_one(&db.read)
+    .await?;
+    facts.identities_linked_across_parties = row.try_get::<i64, _>(0)?;
+    Ok(())
+}
+
+/// Loads identities straight into the store in large transactions, each with its own
+/// territorial identity (benchmarks and bulk imports; no matching, no events).
+pub async fn bulk_insert(db: &Db, rows: &[IdentityRow]) -> AppResult<()> {
+    const PER_STATEMENT: usize = 400;
+    let mut tx = db.write.begin().await?;
+    for chunk in rows.chunks(PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO territorial_identity (id, ght_id, merged_into, created_at) VALUES {}",
+            (0..chunk.len())
+                .map(|i| format!("(${}, ${}, NULL, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q.bind(&r.territorial_id).bind(&r.ght_id).bind(r.created_at);
+        }
+        q.execute(&mut *tx).await?;
+        let sql = format!("INSERT INTO local_identity ({COLS}) VALUES {}", placeholders(chunk.len(), N_COLS));
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = bind_identity(q, r);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
