@@ -31,9 +31,12 @@ const MAX_BATCH: usize = 5000;
 /// Parsed catalogue versions, shared by the calls of this process. A version never
 /// changes once stored, so the cache needs no invalidation; which version is current
 /// is asked of the database on each call, so every replica sees a new load at once.
+/// A parsed catalogue version and its stored row (load time, author, hash).
+type CatalogueEntry = (Arc<Catalogue>, Arc<CatalogueRow>);
+
 pub struct Catalogues {
     db: Db,
-    parsed: RwLock<HashMap<(String, String), (Arc<Catalogue>, Arc<CatalogueRow>)>>,
+    parsed: RwLock<HashMap<(String, String), CatalogueEntry>>,
     defaults: tokio::sync::OnceCell<()>,
 }
 
@@ -71,7 +74,7 @@ impl Catalogues {
     }
 
     /// A version of a catalogue (the current one when `version` is None).
-    pub async fn get(&self, id: &str, version: Option<&str>) -> AppResult<(Arc<Catalogue>, Arc<CatalogueRow>)> {
+    pub async fn get(&self, id: &str, version: Option<&str>) -> AppResult<CatalogueEntry> {
         self.ensure_defaults().await?;
         let version = match version {
             Some(v) => v.to_string(),
