@@ -734,5 +734,55 @@ async fn incremental_pull_under_concurrent_writers(hub: &TestHub) {
     assert!(diff.is_empty(), "incremental pulls missed the latest state of {diff:?}");
     assert_eq!(seen.len(), full.len());
     assert!(pulls > 1, "the pulls ran while the writers wrote");
+    // What the pulls serve (the hub's region log) is what the database holds (History
+    // reads the table's columns).
+    let mut dsi = ght_dsi(hub, G1).await;
+    for v in full.values() {
+        let h = history(&mut dsi, G1, "", &v.indicator_code, &v.period).await;
+        assert_eq!(h.revisions.last(), Some(v), "{} {}", v.indicator_code, v.period);
+    }
 }
 on_every_backend!(incremental_pull_concurrent, incremental_pull_under_concurrent_writers);
+
+/// `ghthub demo seed --only indicators`: a trajectory over five periods, submitted and
+/// reviewed; run twice, the second run changes nothing (the cursor does not move).
+async fn demo_seed_is_idempotent(hub: &TestHub) {
+    use ghthub::demo::{SeedArgs, SeedPart, DEMO_GHT, DEMO_REGION};
+    let args = SeedArgs {
+        only: SeedPart::Indicators,
+        parties: 5,
+        seed: 2017,
+        patients: 0,
+        signing_key: hub.args.dev_paths().token_signing_key(),
+        issuer: hub.args.token_issuer.clone(),
+        audience: hub.args.token_audience.clone(),
+    };
+    let channel = hub.admin().await;
+    ghthub::demo::seed(args.clone(), &channel).await.expect("first seed");
+    let mut ars = ars(hub, DEMO_REGION).await;
+    let (values, cursor) = pull(&mut ars, 0).await;
+    // 18 indicators × 5 periods, and 6 parties × 10 prerequisites × 2 periods.
+    let ght: Vec<&proto::IndicatorValue> = values.iter().filter(|v| v.establishment_id.is_empty()).collect();
+    assert_eq!((ght.len(), values.len() - ght.len()), (90, 120));
+    let rejected: Vec<&&proto::IndicatorValue> =
+        ght.iter().filter(|v| v.status == proto::ValueStatus::Rejected as i32).collect();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!((rejected[0].indicator_code.as_str(), rejected[0].period.as_str()), ("CONV-3.1", "2026-S1"));
+    assert!(!rejected[0].review_comment.is_empty());
+    assert!(values.iter().filter(|v| v.id != rejected[0].id).all(|v| v.status == proto::ValueStatus::Validated as i32));
+
+    ghthub::demo::seed(args, &channel).await.expect("second seed");
+    let (again, next) = pull(&mut ars, cursor).await;
+    assert!(again.is_empty(), "the second run changed {} values", again.len());
+    assert_eq!(next, cursor);
+
+    // The scorecard shows progress: the latest period, trends against the previous ones.
+    let card = scorecard(&mut ars, DEMO_GHT, "", "").await.unwrap();
+    assert_eq!(card.period, "2026-S1");
+    assert_eq!(card.periods, vec!["2022", "2023", "2024", "2025", "2026-S1"]);
+    assert_eq!(row(&card, "CONV-4.2").trend, proto::Trend::Up as i32);
+    assert_eq!(row(&card, "CONV-2.1").target_reached, proto::TargetReached::Yes as i32);
+    let svg = ghthub::indicators::chart::render_svg(&card).unwrap();
+    assert!(svg.contains("2022") && svg.contains("Pilotage du projet de convergence"));
+}
+on_every_backend!(demo_seed, demo_seed_is_idempotent);

@@ -16,10 +16,15 @@ CREATE TABLE indicator_catalogue (
 );
 
 -- One row per revision of a value: GHT (or establishment) × indicator × period.
--- establishment_id is '' for GHT-scope indicators.
+-- establishment_id is '' for GHT-scope indicators. ars_region is the GHT's region,
+-- which the registry never changes: kept here so a region pull is one ordered range
+-- scan of (ars_region, change_seq), without a join or a sort. record is the row as an
+-- encoded ghthub.v1.IndicatorValue, written with the columns from the same data: a pull
+-- reads one column per row instead of twenty-five.
 CREATE TABLE indicator_value (
     id                 TEXT PRIMARY KEY,
     ght_id             TEXT NOT NULL REFERENCES ght (id),
+    ars_region         TEXT NOT NULL,
     establishment_id   TEXT NOT NULL,
     catalogue          TEXT NOT NULL,
     catalogue_version  TEXT NOT NULL,
@@ -42,12 +47,14 @@ CREATE TABLE indicator_value (
     review_comment     TEXT NOT NULL,
     updated_at         BIGINT NOT NULL,
     change_seq         BIGINT NOT NULL UNIQUE,
+    record             BLOB NOT NULL,
     UNIQUE (ght_id, establishment_id, indicator_code, period, revision)
 );
 -- At most one open (not yet validated) revision per value: a constraint, not a convention.
 CREATE UNIQUE INDEX indicator_value_one_open
     ON indicator_value (ght_id, establishment_id, indicator_code, period) WHERE status <> 'VALIDATED';
 CREATE INDEX indicator_value_by_scope ON indicator_value (ght_id, establishment_id, catalogue);
+CREATE INDEX indicator_value_by_region ON indicator_value (ars_region, change_seq);
 
 -- A validated revision is immutable, and no revision is ever deleted.
 CREATE TRIGGER indicator_value_validated_immutable BEFORE UPDATE ON indicator_value

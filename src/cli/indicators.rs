@@ -258,6 +258,33 @@ impl<'a> PullRow<'a> {
     }
 }
 
+/// A table that wraps to the terminal (160 columns when there is none).
+fn table() -> comfy_table::Table {
+    let mut t = super::table();
+    t.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+    if t.width().is_none() {
+        t.set_width(160);
+    }
+    t
+}
+
+/// Output cut short by the reader (`| head`) is not an error.
+fn quiet_broken_pipe(r: anyhow::Result<()>) -> anyhow::Result<()> {
+    match r {
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) => {
+            Ok(())
+        }
+        Err(e)
+            if e.downcast_ref::<csv::Error>().is_some_and(
+                |c| matches!(c.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe),
+            ) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 fn opt(s: Option<String>) -> String {
     s.unwrap_or_default()
 }
@@ -294,7 +321,7 @@ pub async fn run(cmd: IndicatorsCommand, connect: &ConnectArgs) -> anyhow::Resul
                 c.list_catalogue(proto::ListCatalogueRequest { catalogue, version: opt(version) }).await?.into_inner();
             let cat = r.catalogue.context("the hub sent no catalogue")?;
             if versions {
-                let mut t = super::table();
+                let mut t = table();
                 t.set_header(["version", "current", "indicators", "loaded", "by", "sha256"]);
                 for v in r.versions {
                     t.add_row([
@@ -313,7 +340,7 @@ pub async fn run(cmd: IndicatorsCommand, connect: &ConnectArgs) -> anyhow::Resul
                 "{} — {} (version {}, loaded {} by {})",
                 cat.id, cat.title_fr, cat.version, cat.loaded_at, cat.loaded_by
             );
-            let mut t = super::table();
+            let mut t = table();
             t.set_header(["code", "domain", "indicator", "type", "obtained", "target", "provisional"]);
             for d in &cat.indicators {
                 let ty = proto::ValueType::try_from(d.value_type)
@@ -434,7 +461,7 @@ pub async fn run(cmd: IndicatorsCommand, connect: &ConnectArgs) -> anyhow::Resul
                 })
                 .await?
                 .into_inner();
-            let mut t = super::table();
+            let mut t = table();
             t.set_header(["#", "rev", "step", "status", "value", "evidence", "by", "at", "comment"]);
             for e in h.events {
                 let evidence = [e.evidence_note.as_str(), e.evidence_ref.as_str()]
@@ -466,83 +493,16 @@ pub async fn run(cmd: IndicatorsCommand, connect: &ConnectArgs) -> anyhow::Resul
                         as i32
                 }
             };
-            let mut stream = c
-                .pull_region(proto::PullRegionRequest {
-                    ars_region: opt(region),
-                    period: opt(period),
-                    domain: domain.unwrap_or(0),
-                    status,
-                    catalogue: opt(catalogue),
-                    since,
-                    batch_size: 0,
-                })
-                .await?
-                .into_inner();
-            let sink: Box<dyn Write> = match &out {
-                Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
-                None => Box::new(std::io::stdout().lock()),
+            let req = proto::PullRegionRequest {
+                ars_region: opt(region),
+                period: opt(period),
+                domain: domain.unwrap_or(0),
+                status,
+                catalogue: opt(catalogue),
+                since,
+                batch_size: 0,
             };
-            let mut sink = std::io::BufWriter::new(sink);
-            let (mut count, mut cursor) = (0usize, since);
-            match format {
-                PullFormat::Csv => {
-                    let mut w = csv::Writer::from_writer(&mut sink);
-                    while let Some(batch) = stream.next().await {
-                        let batch = batch?;
-                        for v in &batch.values {
-                            w.serialize(PullRow::of(v))?;
-                        }
-                        count += batch.values.len();
-                        cursor = batch.cursor;
-                    }
-                    if count == 0 {
-                        // Keep the header so a spreadsheet still opens an empty pull.
-                        w.write_record([
-                            "ght_id",
-                            "establishment_id",
-                            "catalogue",
-                            "catalogue_version",
-                            "indicator_code",
-                            "domain",
-                            "period",
-                            "revision",
-                            "value",
-                            "status",
-                            "evidence_note",
-                            "evidence_ref",
-                            "declared_by",
-                            "declared_at",
-                            "submitted_by",
-                            "submitted_at",
-                            "reviewed_by",
-                            "reviewed_at",
-                            "review_comment",
-                            "updated_at",
-                            "change_seq",
-                            "id",
-                        ])?;
-                    }
-                    w.flush()?;
-                }
-                PullFormat::Json => {
-                    // Streamed as it arrives: {"values": [...], "cursor": N}.
-                    write!(sink, "{{\"values\":[")?;
-                    while let Some(batch) = stream.next().await {
-                        let batch = batch?;
-                        for v in &batch.values {
-                            if count > 0 {
-                                write!(sink, ",")?;
-                            }
-                            serde_json::to_writer(&mut sink, &PullRow::of(v))?;
-                            count += 1;
-                        }
-                        cursor = batch.cursor;
-                    }
-                    writeln!(sink, "],\"cursor\":{cursor}}}")?;
-                }
-            }
-            sink.flush()?;
-            eprintln!("{count} values; cursor {cursor} (next time: --since {cursor})");
+            quiet_broken_pipe(pull(&mut c, req, format, out).await)?;
         }
         IndicatorsCommand::Chart { ght, period, establishment, out } => {
             let card = c
@@ -561,6 +521,85 @@ pub async fn run(cmd: IndicatorsCommand, connect: &ConnectArgs) -> anyhow::Resul
     Ok(())
 }
 
+/// The columns of a pull export, in order (the fields of [`PullRow`]).
+const PULL_COLUMNS: [&str; 22] = [
+    "ght_id",
+    "establishment_id",
+    "catalogue",
+    "catalogue_version",
+    "indicator_code",
+    "domain",
+    "period",
+    "revision",
+    "value",
+    "status",
+    "evidence_note",
+    "evidence_ref",
+    "declared_by",
+    "declared_at",
+    "submitted_by",
+    "submitted_at",
+    "reviewed_by",
+    "reviewed_at",
+    "review_comment",
+    "updated_at",
+    "change_seq",
+    "id",
+];
+
+/// Streams a region pull to a file or standard output as CSV or JSON, as it arrives;
+/// prints the cursor for the next pull on standard error.
+async fn pull(
+    c: &mut IndicatorsClient<Authed>,
+    req: proto::PullRegionRequest,
+    format: PullFormat,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let since = req.since;
+    let mut stream = c.pull_region(req).await?.into_inner();
+    let sink: Box<dyn Write> = match &out {
+        Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut sink = std::io::BufWriter::new(sink);
+    let (mut count, mut cursor) = (0usize, since);
+    match format {
+        PullFormat::Csv => {
+            // The header is written even for an empty pull, so a spreadsheet still opens it.
+            let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(&mut sink);
+            w.write_record(PULL_COLUMNS)?;
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                for v in &batch.values {
+                    w.serialize(PullRow::of(v))?;
+                }
+                count += batch.values.len();
+                cursor = batch.cursor;
+            }
+            w.flush()?;
+        }
+        PullFormat::Json => {
+            // {"values": [...], "cursor": N}, written as the batches arrive.
+            write!(sink, "{{\"values\":[")?;
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                for v in &batch.values {
+                    if count > 0 {
+                        write!(sink, ",")?;
+                    }
+                    serde_json::to_writer(&mut sink, &PullRow::of(v))?;
+                    count += 1;
+                }
+                cursor = batch.cursor;
+            }
+            writeln!(sink, "],\"cursor\":{cursor}}}")?;
+        }
+    }
+    sink.flush()?;
+    eprintln!("{count} values; cursor {cursor} (next time: --since {cursor})");
+    Ok(())
+}
+
 fn print_scorecard(card: &proto::Scorecard) {
     let whose = if card.establishment_id.is_empty() {
         format!("GHT {}", card.ght_id)
@@ -573,7 +612,7 @@ fn print_scorecard(card: &proto::Scorecard) {
     } else {
         println!("computed values: not shown (the period has ended; the hub's data describe the present)");
     }
-    let mut t = super::table();
+    let mut t = table();
     t.set_header([
         "code",
         "indicator",
@@ -625,7 +664,7 @@ fn print_scorecard(card: &proto::Scorecard) {
         ]);
     }
     println!("{t}");
-    let mut t = super::table();
+    let mut t = table();
     t.set_header(["domain", "indicators", "valued", "validated", "targets reached", "attainment"]);
     for d in &card.domains {
         t.add_row([
@@ -640,5 +679,28 @@ fn print_scorecard(card: &proto::Scorecard) {
     println!("{t}");
     if card.rows.iter().any(|r| r.disagreement) {
         println!("≠: the declared value differs from the one the hub computes from its data.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_columns_follow_the_row() {
+        let v = proto::IndicatorValue { indicator_code: "CONV-1.1".into(), ..Default::default() };
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.serialize(PullRow::of(&v)).unwrap();
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        assert_eq!(text.lines().next().unwrap(), PULL_COLUMNS.join(","));
+    }
+
+    #[test]
+    fn values_read_as_people_write_them() {
+        use proto::value::Kind;
+        let v = |k| Some(proto::Value { kind: Some(k) });
+        assert_eq!(show_value(v(Kind::Boolean(true)).as_ref()), "yes");
+        assert_eq!(show_value(v(Kind::Percent(62.5)).as_ref()), "62.5 %");
+        assert_eq!(show_value(None), "—");
     }
 }

@@ -267,6 +267,18 @@ pub fn parse(yaml: &str) -> AppResult<Catalogue> {
     let raw: RawCatalogue =
         serde_yaml::from_str(yaml).map_err(|e| AppError::invalid("catalogue", format!("not a catalogue file: {e}")))?;
     let id = validate::token("id", &raw.id, 64)?;
+    // The workflow knows two catalogues: GHT indicators and establishment prerequisites.
+    let scope =
+        match id.as_str() {
+            GHT_CONVERGENCE => Scope::Ght,
+            HN_PREREQUISITES => Scope::Establishment,
+            other => return Err(AppError::invalid(
+                "id",
+                format!(
+                    "unknown catalogue '{other}' ({GHT_CONVERGENCE} or {HN_PREREQUISITES}): a new version keeps the id"
+                ),
+            )),
+        };
     let version = validate::token("version", &raw.version, 64)?;
     let title_fr = validate::text("title_fr", &raw.title_fr, 300)?;
     let title_en = validate::text("title_en", &raw.title_en, 300)?;
@@ -307,6 +319,12 @@ pub fn parse(yaml: &str) -> AppResult<Catalogue> {
         let r: RawIndicator =
             serde_yaml::from_value(entry.clone()).map_err(|e| AppError::invalid(&name, e.to_string()))?;
         let def = check_indicator(&name, r, &domains)?;
+        if def.scope != scope {
+            return Err(AppError::invalid(
+                format!("{name}.scope"),
+                format!("catalogue {id} holds {} indicators, not {}", scope.as_str(), def.scope.as_str()),
+            ));
+        }
         if let Some(first) = first_at.insert(def.code.clone(), i) {
             return Err(AppError::invalid(
                 format!("{name}.code"),
@@ -554,6 +572,12 @@ pub(crate) mod tests {
 
         let e = err(&with_entry(&ENTRY.replace("scope: GHT", "scope: REGION")));
         assert!(e.contains("indicators[CONV-9.9].scope"), "{e}");
+
+        let e = err(&with_entry(&ENTRY.replace("scope: GHT", "scope: ESTABLISHMENT")));
+        assert!(e.contains("indicators[CONV-9.9].scope") && e.contains("holds GHT indicators"), "{e}");
+
+        let e = err(&EMBEDDED[0].replace("id: ght-convergence", "id: ght-convergence-official"));
+        assert!(e.contains("invalid id") && e.contains("unknown catalogue"), "{e}");
 
         let e = err(&with_entry(&ENTRY.replace("code: CONV-9.9", "code: ''")));
         assert!(e.contains("indicators[18].code"), "{e}");

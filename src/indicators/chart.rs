@@ -17,9 +17,12 @@ const COLOURS: [RGBColor; 5] = [
     RGBColor(86, 86, 86),
 ];
 
-/// Mean attainment per domain and period, from a scorecard: (domain number, label,
-/// points (period index, attainment)), with the periods on the x axis.
-pub fn trajectories(card: &proto::Scorecard) -> (Vec<String>, Vec<(u32, String, Vec<(usize, f64)>)>) {
+/// One domain's line: its number, its label, and (period index, mean attainment) points.
+pub type Trajectory = (u32, String, Vec<(usize, f64)>);
+
+/// Mean attainment per domain and period, from a scorecard, with the periods on the
+/// x axis.
+pub fn trajectories(card: &proto::Scorecard) -> (Vec<String>, Vec<Trajectory>) {
     let shown = Period::parse("period", &card.period).map(|p| p.key()).unwrap_or(i64::MAX);
     let mut periods: Vec<String> =
         card.periods.iter().filter(|p| Period::parse("period", p).is_ok_and(|x| x.key() < shown)).cloned().collect();
@@ -86,7 +89,9 @@ pub fn render_svg(card: &proto::Scorecard) -> anyhow::Result<String> {
                     String::new()
                 }
             })
-            .y_desc("atteinte de la cible (%)")
+            .max_light_lines(1)
+            .y_label_formatter(&|y| format!("{y:.0} %"))
+            .y_desc("atteinte de la cible")
             .x_desc("période")
             .draw()
             .context("drawing the axes")?;

@@ -7,12 +7,14 @@
 //! - [`formulas`]: COMPUTED indicators as pure functions over `crate::facts`;
 //! - [`scorecard`]: one GHT × period, assembled from the above (pure);
 //! - [`store`]: the SQL; [`service`]: the `Indicators` gRPC service;
+//! - [`region_log`]: the in-memory read model region pulls are served from;
 //! - [`chart`]: a GHT's trajectory per domain as SVG; [`demo`]: `ghthub demo seed`.
 
 pub mod catalogue;
 pub mod chart;
 pub mod demo;
 pub mod formulas;
+pub mod region_log;
 pub mod scorecard;
 pub mod service;
 pub mod store;
@@ -32,6 +34,7 @@ pub fn register(router: HubRouter, hub: &Hub) -> HubRouter {
         db: hub.db.clone(),
         guard: hub.guard.clone(),
         catalogues: Arc::new(service::Catalogues::new(hub.db.clone())),
+        region_logs: Arc::default(),
         max_message_bytes: m,
     };
     router.add_service(IndicatorsServer::new(service).max_decoding_message_size(m).max_encoding_message_size(m))

@@ -174,6 +174,7 @@ mod tests {
                 indicator_code: code.into(),
                 period: p.to_string(),
             },
+            ars_region: "44".into(),
             catalogue: cat.id.clone(),
             catalogue_version: cat.version.clone(),
             domain: i64::from(def.domain),

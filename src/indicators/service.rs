@@ -5,13 +5,13 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use futures::StreamExt;
 use prost::Message;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status as GrpcStatus};
 
 use super::{
     catalogue::{self, Catalogue, Scope},
+    region_log::RegionLogs,
     scorecard,
     store::{self, CatalogueRow, EventRow, PullFilter, ValueKey, ValueRow},
     values::{self, DeclareEffect, Period, Status},
@@ -31,9 +31,12 @@ const MAX_BATCH: usize = 5000;
 /// Parsed catalogue versions, shared by the calls of this process. A version never
 /// changes once stored, so the cache needs no invalidation; which version is current
 /// is asked of the database on each call, so every replica sees a new load at once.
+/// A parsed catalogue version and its stored row (load time, author, hash).
+type CatalogueEntry = (Arc<Catalogue>, Arc<CatalogueRow>);
+
 pub struct Catalogues {
     db: Db,
-    parsed: RwLock<HashMap<(String, String), (Arc<Catalogue>, Arc<CatalogueRow>)>>,
+    parsed: RwLock<HashMap<(String, String), CatalogueEntry>>,
     defaults: tokio::sync::OnceCell<()>,
 }
 
@@ -71,7 +74,7 @@ impl Catalogues {
     }
 
     /// A version of a catalogue (the current one when `version` is None).
-    pub async fn get(&self, id: &str, version: Option<&str>) -> AppResult<(Arc<Catalogue>, Arc<CatalogueRow>)> {
+    pub async fn get(&self, id: &str, version: Option<&str>) -> AppResult<CatalogueEntry> {
         self.ensure_defaults().await?;
         let version = match version {
             Some(v) => v.to_string(),
@@ -133,6 +136,7 @@ pub struct IndicatorsService {
     pub db: Db,
     pub guard: Guard,
     pub catalogues: Arc<Catalogues>,
+    pub region_logs: Arc<RegionLogs>,
     pub max_message_bytes: usize,
 }
 
@@ -312,9 +316,11 @@ impl IndicatorsService {
         let effect = values::on_declare(latest.as_ref().map(|l| l.status), &d.key.to_string())?;
         let at = now_micros();
         let by = ctx.principal.subject.clone();
+        let region = target.region.clone().unwrap_or_default();
         let fresh = |revision: i64, change_seq: i64| ValueRow {
             id: uuid::Uuid::new_v4().to_string(),
             key: d.key.clone(),
+            ars_region: region.clone(),
             catalogue: cat.id.clone(),
             catalogue_version: cat.version.clone(),
             domain: i64::from(def.domain),
@@ -529,8 +535,9 @@ impl IndicatorsService {
         })
     }
 
-    /// Checks the request and the caller, then streams the rows from a task, in batches,
-    /// through a bounded channel: a slow client slows the query, nothing piles up.
+    /// Checks the request and the caller, takes the matching changes from the region's
+    /// log, and streams them in batches from a task through a bounded channel: a slow
+    /// client holds the task, nothing piles up.
     async fn pull_region(
         &self,
         ctx: CallCtx,
@@ -549,39 +556,28 @@ impl IndicatorsService {
         };
         // Half the message limit leaves room for the envelope of a batch.
         let max_bytes = self.max_message_bytes / 2;
+        let changes = self.region_logs.changes(&self.db, &filter).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let db = self.db.clone();
         tokio::spawn(async move {
-            let mut rows = std::pin::pin!(store::pull(&db, &filter));
-            let mut values: Vec<proto::IndicatorValue> = Vec::with_capacity(batch);
-            let (mut bytes, mut cursor, mut sent) = (0usize, filter.since, false);
-            loop {
-                let next = rows.next().await;
-                let flush = match &next {
-                    Some(Ok(v)) => {
-                        cursor = v.change_seq;
-                        bytes += v.encoded_len();
-                        values.push(v.clone());
-                        values.len() >= batch || bytes >= max_bytes
-                    }
-                    Some(Err(_)) => false,
-                    None => !values.is_empty() || !sent,
-                };
-                if let Some(Err(e)) = next {
-                    let _ = tx.send(Err(GrpcStatus::from(e))).await;
-                    return;
-                }
-                if flush {
+            let mut cursor = filter.since;
+            let mut values: Vec<proto::IndicatorValue> = Vec::with_capacity(batch.min(changes.len()));
+            let mut bytes = 0usize;
+            let last = changes.len();
+            for (i, v) in changes.iter().enumerate() {
+                cursor = v.change_seq;
+                bytes += v.encoded_len();
+                values.push(proto::IndicatorValue::clone(v));
+                if values.len() >= batch || bytes >= max_bytes || i + 1 == last {
                     let msg = proto::PullRegionResponse { values: std::mem::take(&mut values), cursor };
                     bytes = 0;
-                    sent = true;
                     if tx.send(Ok(msg)).await.is_err() {
                         return; // the client went away
                     }
                 }
-                if next.is_none() {
-                    return;
-                }
+            }
+            if last == 0 {
+                // The stream always carries one message, so the client gets a cursor.
+                let _ = tx.send(Ok(proto::PullRegionResponse { values: Vec::new(), cursor })).await;
             }
         });
         Ok(ReceiverStream::new(rx))

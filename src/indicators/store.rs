@@ -7,6 +7,7 @@
 //! smaller position has committed (or rolled back): a pull that has seen position N
 //! will never later find a committed change below N. SQLite has one writer anyway.
 
+use prost::Message;
 use sqlx::Row;
 
 use super::{
@@ -172,6 +173,8 @@ impl std::fmt::Display for ValueKey {
 pub struct ValueRow {
     pub id: String,
     pub key: ValueKey,
+    /// The GHT's ARS region (immutable in the registry), for region pulls.
+    pub ars_region: String,
     pub catalogue: String,
     pub catalogue_version: String,
     pub domain: i64,
@@ -193,40 +196,42 @@ pub struct ValueRow {
     pub change_seq: i64,
 }
 
-const VALUE_COLUMNS: &str = "v.id, v.ght_id, v.establishment_id, v.catalogue, v.catalogue_version, v.indicator_code, \
+const VALUE_COLUMNS: &str =
+    "v.id, v.ght_id, v.ars_region, v.establishment_id, v.catalogue, v.catalogue_version, v.indicator_code, \
      v.domain, v.period, v.period_key, v.revision, v.value_type, v.value_text, v.evidence_note, v.evidence_ref, \
      v.status, v.declared_by, v.declared_at, v.submitted_by, v.submitted_at, v.reviewed_by, v.reviewed_at, \
      v.review_comment, v.updated_at, v.change_seq";
 
 fn value_from_row(r: &sqlx::any::AnyRow) -> AppResult<ValueRow> {
-    let status: String = r.try_get(14)?;
+    let status: String = r.try_get(15)?;
     Ok(ValueRow {
         id: r.try_get(0)?,
         key: ValueKey {
             ght_id: r.try_get(1)?,
-            establishment_id: r.try_get(2)?,
-            indicator_code: r.try_get(5)?,
-            period: r.try_get(7)?,
+            establishment_id: r.try_get(3)?,
+            indicator_code: r.try_get(6)?,
+            period: r.try_get(8)?,
         },
-        catalogue: r.try_get(3)?,
-        catalogue_version: r.try_get(4)?,
-        domain: r.try_get(6)?,
-        period_key: r.try_get(8)?,
-        revision: r.try_get(9)?,
-        value_type: r.try_get(10)?,
-        value_text: r.try_get(11)?,
-        evidence_note: r.try_get(12)?,
-        evidence_ref: r.try_get(13)?,
+        ars_region: r.try_get(2)?,
+        catalogue: r.try_get(4)?,
+        catalogue_version: r.try_get(5)?,
+        domain: r.try_get(7)?,
+        period_key: r.try_get(9)?,
+        revision: r.try_get(10)?,
+        value_type: r.try_get(11)?,
+        value_text: r.try_get(12)?,
+        evidence_note: r.try_get(13)?,
+        evidence_ref: r.try_get(14)?,
         status: Status::parse(&status).ok_or_else(|| AppError::internal(format!("stored status {status}")))?,
-        declared_by: r.try_get(15)?,
-        declared_at: r.try_get(16)?,
-        submitted_by: r.try_get(17)?,
-        submitted_at: r.try_get(18)?,
-        reviewed_by: r.try_get(19)?,
-        reviewed_at: r.try_get(20)?,
-        review_comment: r.try_get(21)?,
-        updated_at: r.try_get(22)?,
-        change_seq: r.try_get(23)?,
+        declared_by: r.try_get(16)?,
+        declared_at: r.try_get(17)?,
+        submitted_by: r.try_get(18)?,
+        submitted_at: r.try_get(19)?,
+        reviewed_by: r.try_get(20)?,
+        reviewed_at: r.try_get(21)?,
+        review_comment: r.try_get(22)?,
+        updated_at: r.try_get(23)?,
+        change_seq: r.try_get(24)?,
     })
 }
 
@@ -280,14 +285,15 @@ impl ValueRow {
 
 pub async fn insert_value(conn: &mut sqlx::AnyConnection, v: &ValueRow) -> AppResult<()> {
     sqlx::query(
-        "INSERT INTO indicator_value (id, ght_id, establishment_id, catalogue, catalogue_version, indicator_code, \
-         domain, period, period_key, revision, value_type, value_text, evidence_note, evidence_ref, status, \
-         declared_by, declared_at, submitted_by, submitted_at, reviewed_by, reviewed_at, review_comment, \
-         updated_at, change_seq) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24)",
+        "INSERT INTO indicator_value (id, ght_id, ars_region, establishment_id, catalogue, catalogue_version, \
+         indicator_code, domain, period, period_key, revision, value_type, value_text, evidence_note, evidence_ref, \
+         status, declared_by, declared_at, submitted_by, submitted_at, reviewed_by, reviewed_at, review_comment, \
+         updated_at, change_seq, record) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26)",
     )
     .bind(&v.id)
     .bind(&v.key.ght_id)
+    .bind(&v.ars_region)
     .bind(&v.key.establishment_id)
     .bind(&v.catalogue)
     .bind(&v.catalogue_version)
@@ -310,6 +316,7 @@ pub async fn insert_value(conn: &mut sqlx::AnyConnection, v: &ValueRow) -> AppRe
     .bind(&v.review_comment)
     .bind(v.updated_at)
     .bind(v.change_seq)
+    .bind(v.to_proto().encode_to_vec())
     .execute(conn)
     .await?;
     Ok(())
@@ -322,7 +329,7 @@ pub async fn update_value(conn: &mut sqlx::AnyConnection, v: &ValueRow) -> AppRe
         "UPDATE indicator_value SET catalogue = $2, catalogue_version = $3, domain = $4, value_type = $5, \
          value_text = $6, evidence_note = $7, evidence_ref = $8, status = $9, declared_by = $10, declared_at = $11, \
          submitted_by = $12, submitted_at = $13, reviewed_by = $14, reviewed_at = $15, review_comment = $16, \
-         updated_at = $17, change_seq = $18 WHERE id = $1",
+         updated_at = $17, change_seq = $18, record = $19 WHERE id = $1",
     )
     .bind(&v.id)
     .bind(&v.catalogue)
@@ -342,6 +349,7 @@ pub async fn update_value(conn: &mut sqlx::AnyConnection, v: &ValueRow) -> AppRe
     .bind(&v.review_comment)
     .bind(v.updated_at)
     .bind(v.change_seq)
+    .bind(v.to_proto().encode_to_vec())
     .execute(conn)
     .await?;
     if done.rows_affected() != 1 {
@@ -556,31 +564,24 @@ pub struct PullFilter {
     pub catalogue: String,
 }
 
-/// The value revisions of a region's GHTs changed after `since`, in change order, as a
-/// stream of rows (the pull sends them in batches as they come).
-pub fn pull<'a>(
+/// The value revisions of a region's GHTs changed after `since`, each in its latest
+/// state, in change order, as a stream: one range of the (ars_region, change_seq)
+/// index, reading the `record` column only (per-column decoding is what a large read
+/// spends its time on).
+pub fn changes_since<'a>(
     db: &'a Db,
-    f: &'a PullFilter,
+    region: &'a str,
+    since: i64,
 ) -> impl futures::Stream<Item = AppResult<proto::IndicatorValue>> + Send + 'a {
     use futures::StreamExt;
-    sqlx::query(PULL_SQL.as_str())
-        .bind(&f.region)
-        .bind(f.since)
-        .bind(&f.period)
-        .bind(f.domain)
-        .bind(&f.status)
-        .bind(&f.catalogue)
-        .fetch(&db.read)
-        .map(|r| Ok(value_from_row(&r?)?.to_proto()))
-}
-
-/// The region pull: the value columns, GHTs of the region, optional filters (empty or
-/// 0 = no filter), change order.
-static PULL_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "SELECT {VALUE_COLUMNS} FROM indicator_value v JOIN ght g ON g.id = v.ght_id \
-         WHERE g.ars_region = $1 AND v.change_seq > $2 AND ($3 = '' OR v.period = $3) AND ($4 = 0 OR v.domain = $4) \
-         AND ($5 = '' OR v.status = $5) AND ($6 = '' OR v.catalogue = $6) \
-         ORDER BY v.change_seq"
+    sqlx::query(
+        "SELECT v.record FROM indicator_value v WHERE v.ars_region = $1 AND v.change_seq > $2 ORDER BY v.change_seq",
     )
-});
+    .bind(region)
+    .bind(since)
+    .fetch(&db.read)
+    .map(|r| {
+        let bytes: Vec<u8> = r?.try_get(0)?;
+        proto::IndicatorValue::decode(bytes.as_slice()).map_err(|e| AppError::internal(format!("stored record: {e}")))
+    })
+}
