@@ -31,7 +31,7 @@ fn stage(stages: &[&str], per_period: [usize; 5], i: usize) -> Kind {
 }
 
 /// The demo GHT's trajectory: one value per indicator and period, progressing.
-fn trajectory(code: &str, i: usize, parties: usize, noise: f64) -> Kind {
+pub(crate) fn trajectory(code: &str, i: usize, parties: usize, noise: f64) -> Kind {
     const S: [&str; 3] = ["NOT_STARTED", "IN_PROGRESS", "DONE"];
     let pct = |v: [f64; 5]| Kind::Percent(((v[i] + noise).clamp(0.0, 100.0) * 10.0).round() / 10.0);
     match code {

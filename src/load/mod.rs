@@ -56,16 +56,26 @@ pub struct RpcStats {
     pub errors: u64,
     /// Items acknowledged (events for streams; 1 per call for unary).
     pub items: u64,
+    /// The first error seen, to say why calls failed.
+    pub first_error: Option<String>,
 }
 
 impl RpcStats {
     pub fn new() -> RpcStats {
-        RpcStats { hist: Histogram::new_with_bounds(1, 60_000_000, 3).expect("static bounds"), errors: 0, items: 0 }
+        RpcStats {
+            hist: Histogram::new_with_bounds(1, 60_000_000, 3).expect("static bounds"),
+            errors: 0,
+            items: 0,
+            first_error: None,
+        }
     }
     pub fn merge(&mut self, other: &RpcStats) {
         let _ = self.hist.add(&other.hist);
         self.errors += other.errors;
         self.items += other.items;
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&other.first_error);
+        }
     }
 }
 
@@ -186,6 +196,11 @@ pub fn print_stats(title: &str, stats: &Stats, elapsed: Duration) {
         ]);
     }
     println!("\n{title} ({:.1} s)\n{t}", elapsed.as_secs_f64());
+    for (name, s) in stats {
+        if let Some(e) = &s.first_error {
+            println!("  {name}: first error: {e}");
+        }
+    }
 }
 
 pub fn unary_rate(stats: &Stats, elapsed: Duration, filter: impl Fn(&str) -> bool) -> (f64, Histogram<u64>) {
@@ -229,6 +244,15 @@ pub async fn run(args: LoadArgs, connect: &crate::cli::client::ConnectArgs) -> a
         unary_hist.value_at_quantile(0.5) as f64 / 1000.0,
         unary_hist.value_at_quantile(0.99) as f64 / 1000.0
     );
+    if let Some(publish) = stats.get("stream:Movements/Publish") {
+        println!(
+            "movement ingest: {:.0} events/s acknowledged over {} streams (ack p99 {:.2} ms), {} errors",
+            publish.items as f64 / elapsed.as_secs_f64().max(1e-9),
+            env.establishments.len(),
+            publish.hist.value_at_quantile(0.99) as f64 / 1000.0,
+            publish.errors
+        );
+    }
     if let Some(p) = &hub_proc {
         if let Some((rss, peak)) = p.rss_kib() {
             println!("hub memory: RSS {:.1} MiB, peak {:.1} MiB", rss as f64 / 1024.0, peak as f64 / 1024.0);
