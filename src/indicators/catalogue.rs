@@ -268,17 +268,18 @@ pub fn parse(yaml: &str) -> AppResult<Catalogue> {
         serde_yaml::from_str(yaml).map_err(|e| AppError::invalid("catalogue", format!("not a catalogue file: {e}")))?;
     let id = validate::token("id", &raw.id, 64)?;
     // The workflow knows two catalogues: GHT indicators and establishment prerequisites.
-    let scope =
-        match id.as_str() {
-            GHT_CONVERGENCE => Scope::Ght,
-            HN_PREREQUISITES => Scope::Establishment,
-            other => return Err(AppError::invalid(
+    let scope = match id.as_str() {
+        GHT_CONVERGENCE => Scope::Ght,
+        HN_PREREQUISITES => Scope::Establishment,
+        other => {
+            return Err(AppError::invalid(
                 "id",
                 format!(
                     "unknown catalogue '{other}' ({GHT_CONVERGENCE} or {HN_PREREQUISITES}): a new version keeps the id"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let version = validate::token("version", &raw.version, 64)?;
     let title_fr = validate::text("title_fr", &raw.title_fr, 300)?;
     let title_en = validate::text("title_en", &raw.title_en, 300)?;

@@ -435,12 +435,8 @@ async fn mixed_call(env: &Env, worker: usize, n: u64, stats: &mut Stats) {
 
 /// An incremental region pull read to its end: (last cursor, values received).
 async fn ars_pull(env: &Env, since: i64) -> Result<(i64, u64), tonic::Status> {
-    let mut s = env
-        .ars
-        .indicators()
-        .pull_region(proto::PullRegionRequest { since, ..Default::default() })
-        .await?
-        .into_inner();
+    let mut s =
+        env.ars.indicators().pull_region(proto::PullRegionRequest { since, ..Default::default() }).await?.into_inner();
     let (mut cursor, mut values) = (since, 0u64);
     while let Some(m) = s.message().await? {
         cursor = cursor.max(m.cursor);
