@@ -268,14 +268,14 @@ fn outcome<T>(r: &Result<T, tonic::Status>) -> Result<(), String> {
     }
 }
 
-/// One unary (or short server-streamed) call of the mix, chosen by `n` out of 100.
-async fn mixed_call(env: &Env, worker: usize, n: u64, stats: &mut Stats) {
+/// One unary (or short server-streamed) call of the mix, chosen by `slot` out of 100;
+/// `n` varies the patient, encounter and document.
+async fn mixed_call(env: &Env, worker: usize, slot: u64, n: u64, stats: &mut Stats) {
     let i = worker % env.establishments.len();
     let est = &env.establishments[i];
     let p = (n as usize * 7919 + worker) % PATIENTS;
     let started = Instant::now();
-    // 37 is prime to 100: consecutive calls of a worker walk the whole mix.
-    match (n * 37 + worker as u64 * 13) % 100 {
+    match slot {
         0..=19 => {
             let r = est
                 .practitioner
@@ -595,13 +595,14 @@ pub async fn run_hub(env: Arc<Env>, args: &super::LoadArgs, duration: Duration) 
             let mut stats = Stats::new();
             let mut n = w as u64;
             while Instant::now() < deadline {
-                if mixed {
-                    mixed_call(&env, w, n, &mut stats).await;
+                let slot = if mixed {
+                    // 37 is prime to 100: consecutive calls of a worker walk the whole mix.
+                    (n * 37 + w as u64 * 13) % 100
                 } else {
-                    // Unary-only: the read calls of the mix, no writes, no streams.
-                    let pick = [0, 20, 60, 70, 80, 90][(n % 6) as usize];
-                    mixed_call(&env, w, pick, &mut stats).await;
-                }
+                    // Unary-only: the read calls of the mix (audit records are the only writes).
+                    [0, 20, 60, 70, 80, 90][(n % 6) as usize]
+                };
+                mixed_call(&env, w, slot, n, &mut stats).await;
                 n += 1;
             }
             stats
