@@ -362,11 +362,10 @@ pub async fn publish_file(hub: &HubClient, file: &Path, verbose: bool) -> anyhow
     let (reader, total): (Box<dyn BufRead + Send>, usize) = if file.as_os_str() == "-" {
         (Box::new(std::io::BufReader::new(std::io::stdin())), 0)
     } else {
-        let count = std::io::BufReader::new(
-            std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
-        )
-        .lines()
-        .count();
+        let count =
+            std::io::BufReader::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?)
+                .lines()
+                .count();
         (Box::new(std::io::BufReader::new(std::fs::File::open(file)?)), count)
     };
     let bar = if total >= LARGE_PUBLISH {
@@ -687,7 +686,17 @@ pub async fn run(cmd: MovementsCommand, connect: &ConnectArgs) -> anyhow::Result
             }
             println!("patient {} — {} encounters you may see", j.territorial_id, j.encounters.len());
             let mut t = super::table();
-            t.set_header(["establishment", "encounter", "IPP", "class", "status", "admitted", "discharged", "UF", "from / to"]);
+            t.set_header([
+                "establishment",
+                "encounter",
+                "IPP",
+                "class",
+                "status",
+                "admitted",
+                "discharged",
+                "UF",
+                "from / to",
+            ]);
             for e in &j.encounters {
                 let route = match (e.origin_establishment_id.as_str(), e.destination_establishment_id.as_str()) {
                     ("", "") => String::new(),
@@ -725,7 +734,8 @@ mod tests {
 
     #[test]
     fn triggers_round_trip_by_code() {
-        for code in ["A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A13", "A21", "A22", "A53", "Z80", "Z99"]
+        for code in
+            ["A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A13", "A21", "A22", "A53", "Z80", "Z99"]
         {
             let t = trigger_from_code(code).unwrap();
             assert_eq!(trigger_code(t as i32), code);
