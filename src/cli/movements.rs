@@ -483,8 +483,9 @@ pub async fn follow<W: Write>(
             establishment_ids: args.establishments.clone(),
             follow: args.follow,
         };
+        let mut client = hub.movements();
         let opened = tokio::select! {
-            r = hub.movements().subscribe_movements(req) => r,
+            r = client.subscribe_movements(req) => r,
             _ = &mut stop => return Ok((cursor, written)),
         };
         let result = match opened {
