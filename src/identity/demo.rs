@@ -386,6 +386,13 @@ impl Movements<'_> {
 
     /// One encounter of `ipp` at `e` from `start`; returns where it ends.
     fn encounter(&mut self, e: &DemoEstablishment, ipp: &str, start: i64, kind: Kind, origin: &str) -> Planned {
+        // Planned care starts in the daytime (06:00–16:00 UTC); emergencies and
+        // transfers come when they come.
+        let start = if kind == Kind::Emergency || !origin.is_empty() {
+            start
+        } else {
+            start - start.rem_euclid(86_400) + self.rng.gen_range(6 * 3_600..16 * 3_600)
+        };
         let u = units(e.category);
         let enc = self.ids.encounter(&e.id, start);
         let est = e.id.clone();
