@@ -507,6 +507,45 @@ async fn run(backend: &str, database_url: Option<String>) -> anyhow::Result<()> 
         shape.2,
         summary(times, Some(CONSOLIDATION_TARGET))
     );
+    // Where a consolidation's time goes, on the hub's side (same calls as the service).
+    {
+        use ghthub::inventory::{consolidate, store};
+        let db = &bench.hub.db;
+        let (mut t_heads, mut t_apps, mut t_cons, mut t_enc) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..20 {
+            let t = Instant::now();
+            let heads = store::heads(db, GHT).await?;
+            t_heads.push(t.elapsed());
+            let t = Instant::now();
+            let apps = store::head_applications(db, GHT).await?;
+            t_apps.push(t.elapsed());
+            let ests = ghthub::registry::store::list_establishments(db, GHT).await?;
+            let mut heads: std::collections::HashMap<_, _> = heads.into_iter().collect();
+            let parties: Vec<consolidate::Party> = ests
+                .into_iter()
+                .map(|e| consolidate::Party { role: e.role(), head: heads.remove(&e.id), id: e.id, name: e.name })
+                .collect();
+            let t = Instant::now();
+            let r = consolidate::consolidated(GHT, &parties, &apps, 0);
+            t_cons.push(t.elapsed());
+            let t = Instant::now();
+            let n = prost::Message::encode_to_vec(&r).len();
+            t_enc.push(t.elapsed());
+            shape.0 = n;
+        }
+        let p50 = |mut v: Vec<Duration>| {
+            v.sort();
+            ms(pct(&v, 0.5))
+        };
+        println!(
+            "  breakdown (p50 of 20, in-process): heads {}, head_applications {}, consolidate {}, encode {} ({} KiB)",
+            p50(t_heads),
+            p50(t_apps),
+            p50(t_cons),
+            p50(t_enc),
+            shape.0 / 1024
+        );
+    }
     let mut times = Vec::new();
     let mut shape = 0;
     for _ in 0..CALLS + 3 {
