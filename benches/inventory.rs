@@ -25,8 +25,8 @@ use ghthub::{
     cli::client::{connect_channel, HubClient},
     config::ServeArgs,
     proto::{
-        self, application_interface::Peer, EstablishmentCategory as Cat, EstablishmentRole as R,
-        FunctionalDomain as D, HostingMode as H, InterfaceStandard as I,
+        self, application_interface::Peer, EstablishmentCategory as Cat, EstablishmentRole as R, FunctionalDomain as D,
+        HostingMode as H, InterfaceStandard as I,
     },
 };
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
@@ -56,26 +56,44 @@ const CORE: &[(D, &str, &[(&str, &str)])] = &[
     (
         D::PatientAdministration,
         "gam",
-        &[("Maincare", "Pastel"), ("InterSystems", "Clinicom"), ("SIB", "Sillage GAM"), ("Softway Medical", "Hopital Manager GAM")],
+        &[
+            ("Maincare", "Pastel"),
+            ("InterSystems", "Clinicom"),
+            ("SIB", "Sillage GAM"),
+            ("Softway Medical", "Hopital Manager GAM"),
+        ],
     ),
     (
         D::Dpi,
         "dpi",
-        &[("Dedalus", "DxCare"), ("Maincare", "M-Crossway"), ("SIB", "Sillage DPI"), ("Softway Medical", "Hopital Manager")],
+        &[
+            ("Dedalus", "DxCare"),
+            ("Maincare", "M-Crossway"),
+            ("SIB", "Sillage DPI"),
+            ("Softway Medical", "Hopital Manager"),
+        ],
     ),
     (D::Prescription, "prescription", &[("Computer Engineering", "Pharma"), ("Dedalus", "DxCare Prescription")]),
     (D::Lab, "sil", &[("CliniSys", "Glims"), ("CGM", "Molis"), ("Technidata", "TDNexLabs"), ("Dedalus", "Hexalis")]),
     (
         D::Imaging,
         "pacs",
-        &[("Fujifilm", "Synapse PACS"), ("Agfa HealthCare", "Enterprise Imaging"), ("GE HealthCare", "Centricity PACS")],
+        &[
+            ("Fujifilm", "Synapse PACS"),
+            ("Agfa HealthCare", "Enterprise Imaging"),
+            ("GE HealthCare", "Centricity PACS"),
+        ],
     ),
     (D::Pathology, "anapath", &[("Infologic Santé", "Diamic"), ("Dedalus", "Hexalis ACP")]),
     (D::Pharmacy, "pharmacie", &[("Computer Engineering", "Pharma"), ("Maincare", "Copilote")]),
     (D::Pmsi, "pmsi", &[("Maincare", "Cora PMSI"), ("Dedalus", "Web100T"), ("SIB", "Sillage PMSI")]),
     (D::Scheduling, "rdv", &[("Doctolib", "Doctolib Hôpital"), ("Keldoc", "Keldoc"), ("Maincare", "M-Agenda")]),
     (D::Emergency, "urgences", &[("Berger-Levrault", "ResUrgences"), ("Maincare", "Urqual")]),
-    (D::Finance, "gef", &[("Maincare", "Magh2"), ("Cpage", "Cpage"), ("Berger-Levrault", "e.Magnus Gestion Financière")]),
+    (
+        D::Finance,
+        "gef",
+        &[("Maincare", "Magh2"), ("Cpage", "Cpage"), ("Berger-Levrault", "e.Magnus Gestion Financière")],
+    ),
     (D::Hr, "paie", &[("Inetum", "Agirh"), ("Berger-Levrault", "e.Magnus GRH"), ("Cpage", "Cpage RH")]),
     (D::Procurement, "achats", &[("Maincare", "Magh2 Achats"), ("Berger-Levrault", "e.Magnus Achats")]),
     (D::Bi, "pilotage", &[("Qlik", "Qlik Sense"), ("Microsoft", "Power BI"), ("SAP", "BusinessObjects")]),
@@ -118,11 +136,46 @@ const FAMILIES: &[(D, &str, &str)] = &[
 ];
 
 const MODULES: &[&str] = &[
-    "Réanimation", "Bloc", "Cardiologie", "Néonatologie", "Oncologie", "Urgences", "Pédiatrie", "Maternité",
-    "Gériatrie", "Psychiatrie", "Dialyse", "Consultations", "Radiologie", "Biologie", "Stérilisation", "Pharmacie",
-    "Cuisine", "Logistique", "Qualité", "Direction", "Site Nord", "Site Sud", "EHPAD", "SSR", "USLD", "Formation",
-    "Recherche", "Archives", "Accueil", "Sécurité", "Transport", "Brancardage", "Hygiène", "Diététique", "Kiné",
-    "Odontologie", "Ophtalmologie", "ORL", "Dermatologie", "Neurologie",
+    "Réanimation",
+    "Bloc",
+    "Cardiologie",
+    "Néonatologie",
+    "Oncologie",
+    "Urgences",
+    "Pédiatrie",
+    "Maternité",
+    "Gériatrie",
+    "Psychiatrie",
+    "Dialyse",
+    "Consultations",
+    "Radiologie",
+    "Biologie",
+    "Stérilisation",
+    "Pharmacie",
+    "Cuisine",
+    "Logistique",
+    "Qualité",
+    "Direction",
+    "Site Nord",
+    "Site Sud",
+    "EHPAD",
+    "SSR",
+    "USLD",
+    "Formation",
+    "Recherche",
+    "Archives",
+    "Accueil",
+    "Sécurité",
+    "Transport",
+    "Brancardage",
+    "Hygiène",
+    "Diététique",
+    "Kiné",
+    "Odontologie",
+    "Ophtalmologie",
+    "ORL",
+    "Dermatologie",
+    "Neurologie",
 ];
 
 const VERSIONS: &[&str] = &["2.1", "3.0", "3.4", "4.2", "5.0", "6.1", "2023.2", "2024.1", "8.3", "10.2"];
@@ -146,7 +199,11 @@ fn document(seed: u64, apps: usize, revision: u32, as_of: &str) -> proto::Invent
             hosting: if k == 0 { H::SharedGht } else { H::OnPremise } as i32,
             users_count: (beds * rng.gen_range(0.05..2.5)) as u32 + 3,
             interfaces: vec![],
-            end_of_support: if rng.gen_bool(0.3) { format!("{}-12-31", rng.gen_range(2026..=2030)) } else { String::new() },
+            end_of_support: if rng.gen_bool(0.3) {
+                format!("{}-12-31", rng.gen_range(2026..=2030))
+            } else {
+                String::new()
+            },
             convergence_target: k == 0,
         });
     }
@@ -170,7 +227,11 @@ fn document(seed: u64, apps: usize, revision: u32, as_of: &str) -> proto::Invent
             hosting: hosting as i32,
             users_count: rng.gen_range(2..400),
             interfaces: vec![],
-            end_of_support: if rng.gen_bool(0.2) { format!("{}-06-30", rng.gen_range(2025..=2032)) } else { String::new() },
+            end_of_support: if rng.gen_bool(0.2) {
+                format!("{}-06-30", rng.gen_range(2025..=2032))
+            } else {
+                String::new()
+            },
             convergence_target: false,
         });
     }
@@ -183,7 +244,8 @@ fn document(seed: u64, apps: usize, revision: u32, as_of: &str) -> proto::Invent
         peers.sort_unstable();
         peers.dedup();
         for j in peers {
-            let standard = *[I::Hl7V2, I::Hl7V2, I::Fhir, I::Hprim, I::Dicom, I::Other].choose(&mut rng).unwrap_or(&I::Other);
+            let standard =
+                *[I::Hl7V2, I::Hl7V2, I::Fhir, I::Hprim, I::Dicom, I::Other].choose(&mut rng).unwrap_or(&I::Other);
             a.interfaces.push(proto::ApplicationInterface {
                 standard: standard as i32,
                 peer: Some(Peer::ApplicationId(ids[j].clone())),
@@ -193,7 +255,10 @@ fn document(seed: u64, apps: usize, revision: u32, as_of: &str) -> proto::Invent
             a.interfaces.push(proto::ApplicationInterface {
                 standard: I::Other as i32,
                 peer: Some(Peer::ExternalSystem(
-                    ["DMP", "MSSanté", "plateforme régionale d'imagerie", "ROR"].choose(&mut rng).unwrap_or(&"DMP").to_string(),
+                    ["DMP", "MSSanté", "plateforme régionale d'imagerie", "ROR"]
+                        .choose(&mut rng)
+                        .unwrap_or(&"DMP")
+                        .to_string(),
                 )),
             });
         }
@@ -308,7 +373,13 @@ impl Bench {
         Ok(Bench { hub, issuer, ca, _dir: dir })
     }
 
-    async fn client(&self, role: Role, subject: &str, ght: Option<&str>, est: Option<&str>) -> anyhow::Result<HubClient> {
+    async fn client(
+        &self,
+        role: Role,
+        subject: &str,
+        ght: Option<&str>,
+        est: Option<&str>,
+    ) -> anyhow::Result<HubClient> {
         let token = self.issuer.issue(
             &Principal {
                 subject: subject.into(),
@@ -481,7 +552,11 @@ async fn run(backend: &str, database_url: Option<String>) -> anyhow::Result<()> 
         push(&c, &id, document(seed, *apps, 1, "2025-06-30")).await?;
         total += apps;
     }
-    println!("GHT of {} establishments, {total} applications in their latest versions (2 versions each), seeded in {}", sizes.len(), ms(t.elapsed()));
+    println!(
+        "GHT of {} establishments, {total} applications in their latest versions (2 versions each), seeded in {}",
+        sizes.len(),
+        ms(t.elapsed())
+    );
 
     let ght_dsi = bench.client(Role::GhtDsi, "dsi@ght-bench", Some(GHT), None).await?;
     let mut territory = ght_dsi.territory();
@@ -494,8 +569,7 @@ async fn run(backend: &str, database_url: Option<String>) -> anyhow::Result<()> 
             .await?
             .into_inner();
         times.push(start.elapsed());
-        let deployments: usize =
-            r.domains.iter().flat_map(|d| d.products.iter()).map(|p| p.deployments.len()).sum();
+        let deployments: usize = r.domains.iter().flat_map(|d| d.products.iter()).map(|p| p.deployments.len()).sum();
         let products: usize = r.domains.iter().map(|d| d.products.len()).sum();
         shape = (r.domains.len(), products, deployments);
     }

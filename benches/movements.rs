@@ -87,18 +87,73 @@ const NAME_HEADS: &[&str] = &[
     "Mar", "Dur", "Ber", "Pet", "Rob", "Ric", "Mor", "Sim", "Lau", "Lef", "Mic", "Gar", "Dav", "Ber", "Rou", "Bon",
     "Dup", "Lam", "Fon", "Fau", "Gir", "Cha", "Bla", "Gue", "Mul", "Hen", "Rol", "Col", "Vin", "Mas", "Bou", "Per",
 ];
-const NAME_TAILS: &[&str] =
-    &["tin", "and", "nard", "it", "ert", "hard", "eau", "on", "rent", "èvre", "hel", "cia", "id", "ger", "ssel", "net",
-      "ont", "bert", "taine", "re", "ard", "rin", "anc", "rin", "ler", "ry", "land", "in", "cent", "son"];
+const NAME_TAILS: &[&str] = &[
+    "tin", "and", "nard", "it", "ert", "hard", "eau", "on", "rent", "èvre", "hel", "cia", "id", "ger", "ssel", "net",
+    "ont", "bert", "taine", "re", "ard", "rin", "anc", "rin", "ler", "ry", "land", "in", "cent", "son",
+];
 const MALE: &[&str] = &[
-    "Jean", "Pierre", "Michel", "André", "Philippe", "Louis", "Alain", "Jacques", "Bernard", "Marcel", "Daniel",
-    "Christian", "Patrick", "Nicolas", "Thomas", "Julien", "Lucas", "Hugo", "Gabriel", "Léo", "Paul", "Éric",
-    "François", "Laurent", "Stéphane", "Olivier", "David", "Sébastien", "Mathieu", "Antoine",
+    "Jean",
+    "Pierre",
+    "Michel",
+    "André",
+    "Philippe",
+    "Louis",
+    "Alain",
+    "Jacques",
+    "Bernard",
+    "Marcel",
+    "Daniel",
+    "Christian",
+    "Patrick",
+    "Nicolas",
+    "Thomas",
+    "Julien",
+    "Lucas",
+    "Hugo",
+    "Gabriel",
+    "Léo",
+    "Paul",
+    "Éric",
+    "François",
+    "Laurent",
+    "Stéphane",
+    "Olivier",
+    "David",
+    "Sébastien",
+    "Mathieu",
+    "Antoine",
 ];
 const FEMALE: &[&str] = &[
-    "Marie", "Jeanne", "Françoise", "Monique", "Catherine", "Nathalie", "Isabelle", "Sylvie", "Anne", "Christine",
-    "Martine", "Nicole", "Sophie", "Valérie", "Sandrine", "Camille", "Léa", "Manon", "Chloé", "Emma", "Jade",
-    "Louise", "Alice", "Céline", "Julie", "Aurélie", "Émilie", "Claire", "Hélène", "Margaux",
+    "Marie",
+    "Jeanne",
+    "Françoise",
+    "Monique",
+    "Catherine",
+    "Nathalie",
+    "Isabelle",
+    "Sylvie",
+    "Anne",
+    "Christine",
+    "Martine",
+    "Nicole",
+    "Sophie",
+    "Valérie",
+    "Sandrine",
+    "Camille",
+    "Léa",
+    "Manon",
+    "Chloé",
+    "Emma",
+    "Jade",
+    "Louise",
+    "Alice",
+    "Céline",
+    "Julie",
+    "Aurélie",
+    "Émilie",
+    "Claire",
+    "Hélène",
+    "Margaux",
 ];
 
 /// The traits of identity `i`: (birth name, first name, birth date, sex).
@@ -191,7 +246,9 @@ fn movement(s: usize, k: usize, t0: i64) -> proto::Movement {
 fn movements_in_time_order(t0: i64) -> impl Iterator<Item = proto::Movement> {
     let span = 6 * 60; // minutes between a séjour's movements
     (0..SEJOURS + (PER_SEJOUR - 1) * span).flat_map(move |m| {
-        (0..PER_SEJOUR).rev().filter_map(move |k| m.checked_sub(k * span).filter(|s| *s < SEJOURS).map(|s| movement(s, k, t0)))
+        (0..PER_SEJOUR)
+            .rev()
+            .filter_map(move |k| m.checked_sub(k * span).filter(|s| *s < SEJOURS).map(|s| movement(s, k, t0)))
     })
 }
 
@@ -248,7 +305,13 @@ impl Bench {
         Ok(Bench { hub, issuer, ca, _dir: dir })
     }
 
-    async fn client(&self, role: Role, subject: &str, ght: Option<&str>, est: Option<&str>) -> anyhow::Result<HubClient> {
+    async fn client(
+        &self,
+        role: Role,
+        subject: &str,
+        ght: Option<&str>,
+        est: Option<&str>,
+    ) -> anyhow::Result<HubClient> {
         let token = self.issuer.issue(
             &Principal {
                 subject: subject.into(),
@@ -334,7 +397,8 @@ async fn load_identities(db: &ghthub::db::Db) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let now = ghthub::time::now_micros();
     for first in (0..IDENTITIES).step_by(LOAD_CHUNK) {
-        let rows: Vec<IdentityRow> = (first..(first + LOAD_CHUNK).min(IDENTITIES)).map(|i| identity_row(i, now)).collect();
+        let rows: Vec<IdentityRow> =
+            (first..(first + LOAD_CHUNK).min(IDENTITIES)).map(|i| identity_row(i, now)).collect();
         ids::bulk_insert(db, &rows).await?;
     }
     Ok(start.elapsed())
@@ -383,17 +447,18 @@ async fn ingest(c: &HubClient) -> anyhow::Result<(u64, Duration)> {
     if let Some(r) = first_refusal {
         anyhow::bail!("{other} movements not accepted; first: {r}");
     }
-    anyhow::ensure!(accepted == sent.load(Ordering::Relaxed), "{accepted} acks for {} sent", sent.load(Ordering::Relaxed));
+    anyhow::ensure!(
+        accepted == sent.load(Ordering::Relaxed),
+        "{accepted} acks for {} sent",
+        sent.load(Ordering::Relaxed)
+    );
     Ok((accepted, elapsed))
 }
 
 async fn search(c: &HubClient, q: Query) -> anyhow::Result<(Duration, usize)> {
     let mut identity = c.identity();
     let start = Instant::now();
-    let r = identity
-        .search_identities(proto::SearchIdentitiesRequest { query: Some(q), limit: 0 })
-        .await?
-        .into_inner();
+    let r = identity.search_identities(proto::SearchIdentitiesRequest { query: Some(q), limit: 0 }).await?.into_inner();
     Ok((start.elapsed(), r.hits.len()))
 }
 
