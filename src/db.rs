@@ -45,6 +45,19 @@ pub struct RegistryCache {
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
+/// Rows per multi-row statement (INSERT … VALUES, IN lists) of `cols` binds each.
+///
+/// sqlx binds every SQLite parameter through `sqlite3_bind_parameter_name`, which
+/// scans the statement's list of `$N` names from the start: a statement of P binds
+/// costs O(P²) (6,000 binds: tens of milliseconds, most of an inventory push). SQLite
+/// statements therefore stay near 256 binds, where that cost is below the per-statement
+/// overhead; PostgreSQL has no such cost and saves round trips with large statements
+/// (its limit is 65,535 binds).
+pub fn rows_per_statement(conn: &sqlx::AnyConnection, cols: usize) -> usize {
+    let binds = if conn.backend_name() == "SQLite" { 256 } else { 8_192 };
+    (binds / cols.max(1)).max(1)
+}
+
 pub fn backend_of(url: &str) -> AppResult<Backend> {
     if url.starts_with("sqlite:") {
         Ok(Backend::Sqlite)

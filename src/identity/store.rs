@@ -912,9 +912,9 @@ pub async fn fill_facts(db: &Db, facts: &mut TerritoryFacts) -> AppResult<()> {
 /// Loads identities straight into the store in large transactions, each with its own
 /// territorial identity (benchmarks and bulk imports; no matching, no events).
 pub async fn bulk_insert(db: &Db, rows: &[IdentityRow]) -> AppResult<()> {
-    const PER_STATEMENT: usize = 400;
     let mut tx = db.write.begin().await?;
-    for chunk in rows.chunks(PER_STATEMENT) {
+    let per_statement = crate::db::rows_per_statement(&tx, N_COLS);
+    for chunk in rows.chunks(per_statement) {
         let sql = format!(
             "INSERT INTO territorial_identity (id, ght_id, merged_into, created_at) VALUES {}",
             (0..chunk.len())

@@ -22,9 +22,8 @@ use crate::{
     AppError, AppResult,
 };
 
-/// Application rows per INSERT statement (13 binds each: well under the bind
-/// limits of SQLite, 32,766, and PostgreSQL, 65,535).
-const APP_ROWS_PER_INSERT: usize = 500;
+/// Binds per application row.
+const APP_COLS: usize = 12;
 
 /// Budgets are stored in euro cents: exact sums, and no nullable float binds (sqlx's
 /// `Any` driver binds a NULL float as FLOAT4 on PostgreSQL, which then refuses the
@@ -173,19 +172,19 @@ async fn insert_applications(
     version: i64,
     apps: &[proto::Application],
 ) -> AppResult<()> {
-    for chunk in apps.chunks(APP_ROWS_PER_INSERT) {
+    for chunk in apps.chunks(crate::db::rows_per_statement(tx, APP_COLS)) {
         let mut sql = String::with_capacity(64 + chunk.len() * 64);
         sql.push_str(
             "INSERT INTO inventory_application (establishment_id, version, item_id, domain, product, vendor, name, \
              app_version, hosting, users_count, is_target, end_of_support) VALUES ",
         );
         for i in 0..chunk.len() {
-            let b = i * 12;
+            let b = i * APP_COLS;
             if i > 0 {
                 sql.push(',');
             }
             sql.push('(');
-            for c in 1..=12 {
+            for c in 1..=APP_COLS {
                 if c > 1 {
                     sql.push(',');
                 }

@@ -17,10 +17,11 @@ use crate::{
     AppError, AppResult,
 };
 
-/// Rows per multi-row INSERT (17 columns: well under both back-ends' bind limits).
-const ROWS_PER_INSERT: usize = 400;
-/// Values per IN list.
-const IN_CHUNK: usize = 500;
+/// Values per IN list: as many as a statement binds cheaply (see
+/// [`crate::db::rows_per_statement`]), at most 500.
+fn in_chunk(conn: &AnyConnection) -> usize {
+    crate::db::rows_per_statement(conn, 1).min(500)
+}
 
 const MV_COLS: &str = "position, establishment_id, event_id, ipp, encounter_id, trigger_code, event_time, \
     medical_unit, care_unit, encounter_class, target_event_id, origin_establishment_id, \
@@ -104,7 +105,7 @@ async fn movements_where(
     extra: &str,
 ) -> AppResult<Vec<StoredMv>> {
     let mut out = vec![];
-    for chunk in values.chunks(IN_CHUNK) {
+    for chunk in values.chunks(in_chunk(conn)) {
         let sql = format!(
             "SELECT {MV_COLS} FROM movement WHERE establishment_id = $1 AND {column} IN ({}){extra} ORDER BY position",
             in_list(2, chunk.len())
@@ -375,7 +376,7 @@ async fn identity_status(
     ipps: &[String],
 ) -> AppResult<HashMap<String, Option<String>>> {
     let mut out = HashMap::new();
-    for chunk in ipps.chunks(IN_CHUNK) {
+    for chunk in ipps.chunks(in_chunk(conn)) {
         let sql = format!(
             "SELECT ipp, merged_into_ipp FROM local_identity WHERE establishment_id = $1 AND ipp IN ({})",
             in_list(2, chunk.len())
@@ -393,7 +394,7 @@ async fn identity_status(
 
 async fn encounter_owners(conn: &mut AnyConnection, est: &str, ids: &[String]) -> AppResult<HashMap<String, String>> {
     let mut out = HashMap::new();
-    for chunk in ids.chunks(IN_CHUNK) {
+    for chunk in ids.chunks(in_chunk(conn)) {
         let sql = format!(
             "SELECT encounter_id, ipp FROM encounter WHERE establishment_id = $1 AND encounter_id IN ({})",
             in_list(2, chunk.len())
@@ -410,7 +411,7 @@ async fn encounter_owners(conn: &mut AnyConnection, est: &str, ids: &[String]) -
 }
 
 async fn insert_movements(conn: &mut AnyConnection, rows: &[NewRow], author: &str, now: i64) -> AppResult<()> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    for chunk in rows.chunks(crate::db::rows_per_statement(conn, N_MV_COLS)) {
         let values = (0..chunk.len())
             .map(|r| format!("({})", in_list(r * N_MV_COLS + 1, N_MV_COLS)))
             .collect::<Vec<_>>()
@@ -453,7 +454,7 @@ async fn upsert_encounters(
     now: i64,
 ) -> AppResult<()> {
     let all: Vec<_> = touched.iter().collect();
-    for chunk in all.chunks(ROWS_PER_INSERT) {
+    for chunk in all.chunks(crate::db::rows_per_statement(conn, N_ENC_COLS)) {
         let values = (0..chunk.len())
             .map(|r| format!("({})", in_list(r * N_ENC_COLS + 1, N_ENC_COLS)))
             .collect::<Vec<_>>()
