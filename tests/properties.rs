@@ -638,3 +638,36 @@ fn an_out_of_order_unmerge_keeps_merged_ipps_with_their_survivor() {
         consistent(&model).unwrap();
     }
 }
+
+/// Known hub finding (reported, not fixed here): a pre-admitted encounter (A05) that
+/// receives a leave (A21) and a return (A22) folds to ADMITTED without an admission;
+/// the anomalies say "before the admission" but the status claims the patient is in.
+#[test]
+#[ignore = "finding: A05 + A21 + A22 folds to ADMITTED without an admission"]
+fn a_leave_and_return_do_not_admit_a_pre_admitted_patient() {
+    use ghthub::movement::{
+        adt::{check, fold, Effect, Mv, Status},
+        types::{Class, Trigger},
+    };
+    let mv = |i: i64, t: Trigger| Mv {
+        position: i,
+        event_id: format!("e{i}"),
+        trigger: t,
+        event_time: i * 3_600_000_000,
+        medical_unit: "UF1".into(),
+        care_unit: String::new(),
+        class: (t == Trigger::A05).then_some(Class::HospitalisationComplete),
+        target_event_id: None,
+        origin: String::new(),
+        destination: String::new(),
+        cancelled_by: None,
+    };
+    let mut h = vec![];
+    for (i, t) in [Trigger::A05, Trigger::A21, Trigger::A22].into_iter().enumerate() {
+        let m = mv(i as i64, t);
+        assert_eq!(check(&h, &m).unwrap(), Effect::Insert);
+        h.push(m);
+    }
+    let s = fold(&h);
+    assert!(s.status != Status::Admitted || s.admitted_at.is_some(), "{s:?}");
+}
