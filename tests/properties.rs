@@ -671,3 +671,34 @@ fn a_leave_and_return_do_not_admit_a_pre_admitted_patient() {
     let s = fold(&h);
     assert!(s.status != Status::Admitted || s.admitted_at.is_some(), "{s:?}");
 }
+
+/// Known hub finding (reported, not fixed here): the diff renders an interface peer
+/// as `id` or `external:NAME`, and an application id may itself be `external:NAME`
+/// (ids allow `:`), so re-pointing an interface from the external system DMP to the
+/// application `external:DMP` changes the document (and its hash) but not the diff.
+#[test]
+#[ignore = "finding: the diff cannot tell an external system from an application id starting with external:"]
+fn the_diff_tells_an_external_system_from_an_application() {
+    let app = |id: &str, peer: Option<Peer>| proto::Application {
+        id: id.into(),
+        name: "X".into(),
+        vendor: "V".into(),
+        domain: proto::FunctionalDomain::Lab as i32,
+        hosting: proto::HostingMode::OnPremise as i32,
+        interfaces: peer
+            .map(|p| proto::ApplicationInterface { standard: proto::InterfaceStandard::Fhir as i32, peer: Some(p) })
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    };
+    let doc = |peer: Peer| proto::InventoryDocument {
+        as_of: "2025-01-31".into(),
+        source: proto::InventorySource::Manual as i32,
+        applications: vec![app("external:DMP", None), app("lab", Some(peer))],
+        ..Default::default()
+    };
+    let a = canonicalize(doc(Peer::ExternalSystem("DMP".into()))).unwrap();
+    let b = canonicalize(doc(Peer::ApplicationId("external:DMP".into()))).unwrap();
+    assert_ne!(a.hash, b.hash);
+    assert!(!diff(&a.document, &b.document).is_empty(), "a real change, invisible in the diff");
+}
