@@ -14,7 +14,17 @@ for t in $targets; do
   echo "== fuzz $t for ${seconds}s"
   log=$(mktemp)
   status=0
-  cargo fuzz run "$t" -- -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1 || status=$?
+  # The first directory collects what the run finds (not committed); the others seed it:
+  # a few hand-made inputs, and the project's real files for the file-format targets.
+  corpus="fuzz/corpus/$t"
+  mkdir -p "$corpus"
+  seeds=()
+  [ -d "fuzz/seeds/$t" ] && seeds+=("fuzz/seeds/$t")
+  case "$t" in
+    inventory_file) seeds+=(examples) ;;
+    indicator_catalogue) seeds+=(referentials) ;;
+  esac
+  cargo fuzz run "$t" "$corpus" "${seeds[@]}" -- -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1 || status=$?
   grep -E "^(Done|stat::number_of_executed_units|==[0-9]+==|SUMMARY|thread '.*' panicked)" "$log" || true
   if [ "$status" -ne 0 ]; then
     tail -40 "$log"

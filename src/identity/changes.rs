@@ -169,13 +169,26 @@ pub fn plan_link(
 }
 
 /// Unlink: `x` and the IPPs merged into it leave their territorial identity for `new_t`.
+/// Merges chain (an IPP that absorbed others may itself be merged later), so the IPPs
+/// merged into those leave too: a merged IPP always stays with its survivor.
 pub fn plan_unlink(x: &IndexLocal, locals_of_t: &[IndexLocal], new_t: &str) -> Vec<Change> {
-    locals_of_t
-        .iter()
-        .filter(|l| {
-            (l.establishment_id == x.establishment_id && l.ipp == x.ipp)
-                || (l.establishment_id == x.establishment_id && l.merged_into_ipp.as_deref() == Some(x.ipp.as_str()))
-        })
+    let same_est: Vec<&IndexLocal> = locals_of_t.iter().filter(|l| l.establishment_id == x.establishment_id).collect();
+    let mut leaving: Vec<&str> = vec![x.ipp.as_str()];
+    loop {
+        let more: Vec<&str> = same_est
+            .iter()
+            .filter(|l| !leaving.contains(&l.ipp.as_str()))
+            .filter(|l| l.merged_into_ipp.as_deref().is_some_and(|into| leaving.contains(&into)))
+            .map(|l| l.ipp.as_str())
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        leaving.extend(more);
+    }
+    same_est
+        .into_iter()
+        .filter(|l| leaving.contains(&l.ipp.as_str()))
         .map(|l| Change {
             column: Column::LocalTerritorial,
             key: vec![l.establishment_id.clone(), l.ipp.clone()],
