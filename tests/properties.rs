@@ -639,11 +639,10 @@ fn an_out_of_order_unmerge_keeps_merged_ipps_with_their_survivor() {
     }
 }
 
-/// Known hub finding (reported, not fixed here): a pre-admitted encounter (A05) that
-/// receives a leave (A21) and a return (A22) folds to ADMITTED without an admission;
-/// the anomalies say "before the admission" but the status claims the patient is in.
+/// A pre-admitted encounter (A05) that receives a leave (A21) and a return (A22) stays
+/// pre-admitted, with the anomalies recorded (it used to fold to ADMITTED without an
+/// admission).
 #[test]
-#[ignore = "finding: A05 + A21 + A22 folds to ADMITTED without an admission"]
 fn a_leave_and_return_do_not_admit_a_pre_admitted_patient() {
     use ghthub::movement::{
         adt::{check, fold, Effect, Mv, Status},

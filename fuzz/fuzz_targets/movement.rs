@@ -67,10 +67,9 @@ fn invariants(history: &[Mv]) {
     if state.status == Status::Discharged {
         assert!(state.discharged_at.is_some());
     }
-    // Without an admission, ADMITTED comes only with an anomaly: A05 then A21 and A22
-    // folds to ADMITTED (reported; tests/properties.rs reproduces it).
-    if state.status == Status::Admitted {
-        assert!(state.admitted_at.is_some() || !state.anomalies.is_empty(), "{state:?}");
+    // A patient is in (admitted or on leave) only after an admission.
+    if matches!(state.status, Status::Admitted | Status::OnLeave) {
+        assert!(state.admitted_at.is_some(), "{state:?}");
     }
 }
 

@@ -157,17 +157,24 @@ pub fn fold(history: &[Mv]) -> State {
                 units(&mut s, m);
             }
             Trigger::A06 | Trigger::A07 => s.class = m.class,
+            // A leave or a return only moves a patient who is in: on a pre-admitted or
+            // discharged encounter it is an anomaly, and the status keeps saying where
+            // the patient really is.
             Trigger::A21 => {
-                if !present {
-                    s.anomalies.push(format!("A21 {} at {} before the admission", m.event_id, at(m.event_time)));
+                if present {
+                    s.status = Status::OnLeave;
+                } else {
+                    let when =
+                        if s.status == Status::Discharged { "after the discharge" } else { "before the admission" };
+                    s.anomalies.push(format!("A21 {} at {} {when}", m.event_id, at(m.event_time)));
                 }
-                s.status = Status::OnLeave;
             }
             Trigger::A22 => {
-                if s.status != Status::OnLeave {
+                if s.status == Status::OnLeave {
+                    s.status = Status::Admitted;
+                } else {
                     s.anomalies.push(format!("A22 return {} at {} without a leave", m.event_id, at(m.event_time)));
                 }
-                s.status = Status::Admitted;
             }
             Trigger::A03 => {
                 s.status = Status::Discharged;
