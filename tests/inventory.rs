@@ -660,6 +660,23 @@ async fn concurrent_pushes_get_distinct_versions() {
         let numbers: BTreeSet<u32> = results.iter().map(|r| r.version.as_ref().unwrap().version).collect();
         assert_eq!(numbers.into_iter().collect::<Vec<_>>(), vec![1]);
 
+        // The consolidated view follows a push made through the other replica (the
+        // hub keeps the rows of the latest versions between calls).
+        let dsi = ght_dsi(&hub, G1).await;
+        for _ in 0..2 {
+            let before = consolidated(&dsi, G1).await.unwrap();
+            assert!(!format!("{:?}", before.domains).contains("Glims"), "{backend:?}");
+        }
+        let mut d = v1_e2();
+        let lab = d.applications.iter_mut().find(|a| a.id == "lab").unwrap();
+        (lab.vendor, lab.name) = ("MIPS".into(), "Glims".into());
+        let pushed = push(&b, E1, d, "").await.unwrap();
+        assert_eq!(pushed.version.unwrap().version, 2);
+        let after = consolidated(&dsi, G1).await.unwrap();
+        assert!(format!("{:?}", after.domains).contains("Glims"), "{backend:?}: {:?}", after.domains);
+        let e1 = after.establishments.iter().find(|e| e.establishment_id == E1).unwrap();
+        assert_eq!(e1.version, 2);
+
         if let Some(r) = replica {
             r.stop().await;
         }

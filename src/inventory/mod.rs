@@ -28,7 +28,8 @@ use crate::{
 pub fn register(router: HubRouter, hub: &Hub) -> HubRouter {
     let m = hub.config.max_message_bytes;
     let inventory = service::InventoryService { db: hub.db.clone(), guard: hub.guard.clone() };
-    let territory = service::TerritoryService { db: hub.db.clone(), guard: hub.guard.clone() };
+    let territory =
+        service::TerritoryService { db: hub.db.clone(), guard: hub.guard.clone(), head_apps: Default::default() };
     router
         .add_service(InventoryServer::new(inventory).max_decoding_message_size(m).max_encoding_message_size(m))
         .add_service(TerritoryServer::new(territory).max_decoding_message_size(m).max_encoding_message_size(m))

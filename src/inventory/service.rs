@@ -11,6 +11,11 @@
 //! larger message is refused by tonic before it is read (OUT_OF_RANGE, naming the
 //! size and the limit). One message also keeps the RPC usable from grpcurl.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
 use tonic::{Request, Response, Status};
 
 use super::{
@@ -37,7 +42,22 @@ pub struct InventoryService {
 pub struct TerritoryService {
     pub db: Db,
     pub guard: Guard,
+    /// Per GHT, the application rows of its parties' latest versions, keyed by those
+    /// (establishment, version) pairs. Versions are immutable, so a cached entry is valid
+    /// exactly while the heads read from the database are the same: a push through any
+    /// replica changes a head and the next call reloads. Reading the rows is most of a
+    /// consolidation's cost (thousands of rows); the heads are one small query.
+    pub head_apps: Arc<Mutex<HashMap<String, HeadApps>>>,
 }
+
+/// The application rows of a set of inventory heads.
+pub struct HeadApps {
+    heads: Vec<(String, i64)>,
+    apps: Arc<Vec<consolidate::AppRow>>,
+}
+
+/// GHTs whose rows are kept; a regional hub serves ~15.
+const HEAD_APPS_GHTS: usize = 64;
 
 /// An establishment named by a request (empty = the caller's own) and its GHT.
 struct EstablishmentRef {
@@ -184,6 +204,29 @@ impl TerritoryService {
             .collect())
     }
 
+    /// The application rows of the parties' heads, from the cache when the heads are
+    /// those it was filled with.
+    async fn head_applications(&self, ght_id: &str, parties: &[Party]) -> AppResult<Arc<Vec<consolidate::AppRow>>> {
+        let mut heads: Vec<(String, i64)> =
+            parties.iter().filter_map(|p| p.head.as_ref().map(|h| (p.id.clone(), h.version))).collect();
+        heads.sort();
+        if let Some(hit) = self.head_apps.lock().map_err(|_| AppError::internal("cache poisoned"))?.get(ght_id) {
+            if hit.heads == heads {
+                return Ok(hit.apps.clone());
+            }
+        }
+        // A push committed between the heads query and this one makes these rows newer
+        // than `heads`; cached under the older heads, they are never served again, as
+        // heads only move forward.
+        let apps = Arc::new(store::head_applications(&self.db, ght_id).await?);
+        let mut cache = self.head_apps.lock().map_err(|_| AppError::internal("cache poisoned"))?;
+        if cache.len() >= HEAD_APPS_GHTS && !cache.contains_key(ght_id) {
+            cache.clear();
+        }
+        cache.insert(ght_id.to_string(), HeadApps { heads, apps: apps.clone() });
+        Ok(apps)
+    }
+
     async fn consolidated(
         &self,
         ctx: CallCtx,
@@ -193,7 +236,7 @@ impl TerritoryService {
         // Item-level data of every party: the same class as reading each inventory.
         self.guard.authorize(&ctx, DataClass::InventoryItem, Action::Read, &target).await?;
         let parties = self.parties(&ght_id).await?;
-        let apps = store::head_applications(&self.db, &ght_id).await?;
+        let apps = self.head_applications(&ght_id, &parties).await?;
         Ok(consolidate::consolidated(&ght_id, &parties, &apps, self.guard.now()))
     }
 

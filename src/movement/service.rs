@@ -22,8 +22,10 @@ use crate::{
 
 const MOVE: DataClass = DataClass::MovementNominative;
 
-/// Most movements one transaction commits.
-pub const MAX_BATCH: usize = 4096;
+/// Most movements one transaction commits. Large enough that commits cost little per
+/// movement, small enough that a batch holds SQLite's one writer only briefly: audit
+/// records of nominative reads and other writes wait for it between batches.
+pub const MAX_BATCH: usize = 1024;
 /// Movements buffered per subscriber between the database and its stream: a slow
 /// subscriber fills it and its reader waits (backpressure), memory stays bounded.
 pub const SUBSCRIBER_BUFFER: usize = 64;

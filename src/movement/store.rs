@@ -188,8 +188,13 @@ pub async fn publish_batch(db: &Db, batch: &[MovementInput], author: &str, now: 
             histories.entry(s.encounter_id.clone()).or_default().push(s.mv);
         }
         // Active movements of these patients at these times (IHE PAM same-nature rule).
+        // The rule compares exact event times, so only the batch's time span is read:
+        // a patient's whole history would make every batch slower as the history grows.
+        let times = slots.iter().map(|&i| batch[i].event_time);
+        let (from, to) = (times.clone().min().unwrap_or(0), times.max().unwrap_or(0));
         let mut same_nature: HashMap<(String, String, String, i64), String> = HashMap::new();
-        for s in movements_where(&mut tx, est, "ipp", &ipps, &format!(" AND {SAME_NATURE}")).await? {
+        let span = format!(" AND {SAME_NATURE} AND event_time >= {from} AND event_time <= {to}");
+        for s in movements_where(&mut tx, est, "ipp", &ipps, &span).await? {
             same_nature.insert(nature_key(&s.ipp, &s.mv), s.mv.event_id.clone());
         }
 
