@@ -29,6 +29,8 @@ pub struct Db {
     pub backend: Backend,
     /// Registry facts that never change once written (see [`RegistryCache`]).
     pub registry_cache: std::sync::Arc<RegistryCache>,
+    /// Turns for bulk writers on SQLite (see [`Db::bulk_write_turn`]).
+    bulk_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Facts of the registry that the hub never updates once written — a GHT's ARS region,
@@ -94,7 +96,7 @@ impl Db {
                     .connect_with(opts)
                     .await
                     .map_err(|e| AppError::Unavailable(format!("cannot open {url}: {e}")))?;
-                Db { read, write, backend, registry_cache: Default::default() }
+                Db { read, write, backend, registry_cache: Default::default(), bulk_gate: Default::default() }
             }
             Backend::Postgres => {
                 let opts = AnyConnectOptions::from_str(url)
@@ -108,10 +110,32 @@ impl Db {
                     .map_err(|e| AppError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
                 // Replicas may start together: the migrator takes an advisory lock.
                 POSTGRES_MIGRATOR.run(&pool).await.map_err(|e| AppError::Internal(format!("migrations: {e}")))?;
-                Db { read: pool.clone(), write: pool, backend, registry_cache: Default::default() }
+                Db {
+                    read: pool.clone(),
+                    write: pool,
+                    backend,
+                    registry_cache: Default::default(),
+                    bulk_gate: Default::default(),
+                }
             }
         };
         Ok(db)
+    }
+
+    /// A turn for a bulk write (a batch of movements), to hold until its commit.
+    ///
+    /// SQLite's one write connection is handed out first come, first served. Without
+    /// turns, every publishing stream queues a batch for it, and a small write — the
+    /// audit record a nominative read waits for, an identity upsert — waits behind all
+    /// of them (hundreds of milliseconds under ingest). With turns, at most one bulk
+    /// transaction runs or waits at a time, so a small write waits for one batch at most,
+    /// and ingest loses nothing: the batches were serialised by the one writer anyway.
+    /// PostgreSQL writes concurrently: no turn is taken there.
+    pub async fn bulk_write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.bulk_gate.lock().await),
+            Backend::Postgres => None,
+        }
     }
 
     pub fn is_postgres(&self) -> bool {

@@ -555,6 +555,76 @@ async fn merge_unmerge(hub: &TestHub) {
 }
 on_every_backend!(merge_then_unmerge_restores_exactly, merge_unmerge);
 
+/// Undoing a merge out of order is refused when a later merge rests on it. M and N are
+/// two IPPs of one patient at E1, both linked to E2's Q; M is merged into S (the group
+/// joins S's territorial identity), then N into S. Undoing the first merge alone would
+/// move N back to the old group, away from S, the IPP it is merged into.
+async fn unmerge_out_of_order(hub: &TestHub) {
+    let p = parties(hub).await;
+    let f = Sex::Female;
+    let dup = |ipp: &str| person(E1, ipp, St::Validee, None, "Dupond", "Marie", "1984-03-04", f, "54395");
+    upsert(&p.dr1, marie(E1, "S", St::Qualifiee)).await.unwrap();
+    upsert(&p.dr1, dup("M")).await.unwrap();
+    upsert(&p.dr1, dup("N")).await.unwrap();
+    upsert(&p.dr2, person(E2, "Q", St::Validee, None, "Dupond", "Marie", "1984-03-04", f, "54395")).await.unwrap();
+    for ipp in ["M", "N"] {
+        p.dim
+            .identity()
+            .link_identities(proto::LinkIdentitiesRequest {
+                a: local(E2, "Q"),
+                b: local(E1, ipp),
+                reason: "same".into(),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap();
+    }
+    let merge = |m: &'static str| {
+        let dr1 = p.dr1.clone();
+        async move {
+            dr1.identity()
+                .merge_identities(proto::MergeIdentitiesRequest {
+                    surviving: local(E1, "S"),
+                    merged: local(E1, m),
+                    reason: "doublon".into(),
+                    request_id: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let first = merge("M").await;
+    let second = merge("N").await;
+    let unmerge = |id: String| {
+        let dr1 = p.dr1.clone();
+        async move {
+            dr1.identity()
+                .unmerge_identities(proto::UnmergeIdentitiesRequest {
+                    merge_event_id: id,
+                    reason: "not a doublon".into(),
+                    request_id: String::new(),
+                })
+                .await
+        }
+    };
+    let before = snapshot(hub.db()).await;
+    let e = unmerge(first.id.clone()).await.unwrap_err();
+    assert!(e.code() == Code::FailedPrecondition && e.message().contains(&format!("{E1}:N")), "{e:?}");
+    assert_eq!(before, snapshot(hub.db()).await, "a refused unmerge changes nothing");
+    let t = |v: &Option<proto::GetIdentityResponse>| {
+        v.as_ref().and_then(|r| r.identity.as_ref()).map(|i| i.territorial_id.clone())
+    };
+    // In order, both undo; the identities are back in the linked group, apart from S.
+    unmerge(second.id).await.unwrap();
+    unmerge(first.id).await.unwrap();
+    let (s, n, q) = (get(&p.dim, E1, "S").await.ok(), get(&p.dim, E1, "N").await.ok(), get(&p.dim, E2, "Q").await.ok());
+    assert_eq!(t(&n), t(&q));
+    assert_ne!(t(&n), t(&s));
+    assert_eq!(n.and_then(|r| r.identity).map(|i| i.merged_into_ipp), Some(String::new()));
+}
+on_every_backend!(an_unmerge_out_of_order_is_refused, unmerge_out_of_order);
+
 async fn search(hub: &TestHub) {
     let p = parties(hub).await;
     upsert(&p.dr1, marie(E1, "S1", St::Qualifiee)).await.unwrap();

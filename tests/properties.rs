@@ -581,9 +581,10 @@ proptest! {
         prop_assume!(!merges.is_empty());
         let merge = &merges[pick.index(merges.len())];
         let after = model.clone();
-        match apply(&mut model, &invert(merge)) {
+        match unmerge(&mut model, merge) {
             Err(_) => prop_assert_eq!(&model, &after, "a refused unmerge changes nothing"),
             Ok(()) => {
+                prop_assert!(consistent(&model).is_ok());
                 for c in merge {
                     prop_assert_eq!(&model[&(c.column, c.key.clone())], &c.before);
                 }
@@ -616,16 +617,23 @@ fn unlinking_the_end_of_a_merge_chain() {
     assert!(r.is_ok(), "{r:?}");
 }
 
-/// Known hub bug (reported, not fixed here): an unmerge applies the inverse of the
-/// merge's changes under an optimistic check of the rows the merge *wrote*, but a later
-/// merge may depend on a row the earlier one wrote without writing it again. Here P1 is
-/// merged into P3, which moves T0 (P0, P1, P5) into P3's T1; then P5 is merged into P3
-/// with no territorial change (already in T1). Undoing the first merge passes the check
-/// and moves P5 back to T0, away from P3, the identity it is merged into.
-/// `index::unmerge` should refuse when, after the inverse, a merged IPP is no longer in
-/// its survivor's territorial identity.
+/// An unmerge as `index::unmerge` does it: the inverse of the merge's changes under the
+/// optimistic check of the rows the merge wrote, then refused (nothing changed) when a
+/// merged IPP would end up outside its survivor's territorial identity.
+fn unmerge(model: &mut Model, merge: &[Change]) -> Result<(), String> {
+    let mut next = model.clone();
+    apply(&mut next, &invert(merge))?;
+    consistent(&next)?;
+    *model = next;
+    Ok(())
+}
+
+/// P1 is merged into P3, which moves T0 (P0, P1, P5) into P3's T1; then P5 is merged
+/// into P3 with no territorial change (already in T1). The first merge's inverse alone
+/// passes the check of the rows it wrote and would move P5 back to T0, away from P3,
+/// the identity it is merged into: the unmerge is refused. (The hub's own refusal is
+/// tested end to end in `tests/identity.rs`, `an_unmerge_out_of_order_is_refused`.)
 #[test]
-#[ignore = "bug: an out-of-order unmerge can separate a later-merged IPP from its survivor"]
 fn an_out_of_order_unmerge_keeps_merged_ipps_with_their_survivor() {
     let territorial = [0, 0, 2, 1, 1, 0];
     let mut model = start(&territorial, &[], 2);
@@ -634,9 +642,13 @@ fn an_out_of_order_unmerge_keeps_merged_ipps_with_their_survivor() {
     let second = plan(&model, Op::Merge(3, 5), 1).unwrap();
     apply(&mut model, &second).unwrap();
     consistent(&model).unwrap();
-    if apply(&mut model, &invert(&first)).is_ok() {
-        consistent(&model).unwrap();
-    }
+    assert!(apply(&mut model.clone(), &invert(&first)).is_ok(), "the rows the first merge wrote are unchanged");
+    let after = model.clone();
+    assert!(unmerge(&mut model, &first).is_err());
+    assert_eq!(model, after);
+    unmerge(&mut model, &second).unwrap();
+    unmerge(&mut model, &first).unwrap();
+    assert_eq!(model, start(&territorial, &[], 2));
 }
 
 /// A pre-admitted encounter (A05) that receives a leave (A21) and a return (A22) stays
@@ -671,12 +683,10 @@ fn a_leave_and_return_do_not_admit_a_pre_admitted_patient() {
     assert!(s.status != Status::Admitted || s.admitted_at.is_some(), "{s:?}");
 }
 
-/// Known hub finding (reported, not fixed here): the diff renders an interface peer
-/// as `id` or `external:NAME`, and an application id may itself be `external:NAME`
-/// (ids allow `:`), so re-pointing an interface from the external system DMP to the
-/// application `external:DMP` changes the document (and its hash) but not the diff.
+/// An application id may be `external:DMP` (ids allow `:`): re-pointing an interface
+/// from the external system DMP to that application changes the document, and the
+/// diff must show it (it once rendered both peers as `external:DMP`).
 #[test]
-#[ignore = "finding: the diff cannot tell an external system from an application id starting with external:"]
 fn the_diff_tells_an_external_system_from_an_application() {
     let app = |id: &str, peer: Option<Peer>| proto::Application {
         id: id.into(),

@@ -5,7 +5,7 @@
 use sqlx::AnyConnection;
 
 use super::{
-    changes::{invert, plan_join, plan_link, plan_merge, plan_unlink, Decision},
+    changes::{invert, plan_join, plan_link, plan_merge, plan_unlink, Column, Decision, Val},
     matching::{differing_traits, score, Fields, CANDIDATE_THRESHOLD},
     store::{self, EventRow, IdentityRow},
     types::{transition, IdentityInput, Previous, Status, Transition},
@@ -308,6 +308,28 @@ pub async fn unmerge(conn: &mut AnyConnection, merge: &EventRow, d: &Decision<'_
         )),
         other => other,
     })?;
+    // The rows the merge wrote are back as they were, but a later merge may rest on them
+    // without having written them: an IPP merged since into a survivor of the moved
+    // group would be left in another territorial identity than its survivor. Refused
+    // (the transaction rolls back): the later merge must be undone first.
+    let mut moved: Vec<String> = inverse
+        .iter()
+        .filter(|c| c.column == Column::LocalTerritorial)
+        .flat_map(|c| [&c.before, &c.after])
+        .filter_map(|v| match v {
+            Val::Text(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    moved.sort();
+    moved.dedup();
+    if let Some((est, ipp, into)) = store::merged_apart(conn, &moved).await?.into_iter().next() {
+        return Err(AppError::precondition(format!(
+            "cannot undo merge {} exactly: identity {est}:{ipp}, merged into IPP {into} since, would be separated \
+             from it; undo that later merge first",
+            merge.id
+        )));
+    }
     let e = EventRow {
         id: store::new_id('E'),
         ght_id: merge.ght_id.clone(),

@@ -443,6 +443,36 @@ pub async fn apply_changes(conn: &mut AnyConnection, changes: &[Change]) -> AppR
     Ok(())
 }
 
+/// Merged IPPs that are not in the territorial identity of the IPP they were merged
+/// into, where either side is in one of `territorial_ids`: (establishment, merged IPP,
+/// surviving IPP). The index never leaves such a pair; an unmerge checks it.
+pub async fn merged_apart(
+    conn: &mut AnyConnection,
+    territorial_ids: &[String],
+) -> AppResult<Vec<(String, String, String)>> {
+    if territorial_ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let list =
+        |from: usize| (from..from + territorial_ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT m.establishment_id, m.ipp, m.merged_into_ipp FROM local_identity m \
+         JOIN local_identity s ON s.establishment_id = m.establishment_id AND s.ipp = m.merged_into_ipp \
+         WHERE m.territorial_id <> s.territorial_id AND (m.territorial_id IN ({}) OR s.territorial_id IN ({})) \
+         ORDER BY m.establishment_id, m.ipp",
+        list(1),
+        list(1 + territorial_ids.len())
+    );
+    let mut q = sqlx::query(&sql);
+    for _ in 0..2 {
+        for t in territorial_ids {
+            q = q.bind(t.clone());
+        }
+    }
+    let rows = q.fetch_all(conn).await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+}
+
 /// The encounter ids held by a local identity (for a merge).
 pub async fn encounters_of(conn: &mut AnyConnection, est: &str, ipp: &str) -> AppResult<Vec<String>> {
     let rows = sqlx::query(

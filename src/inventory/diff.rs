@@ -30,7 +30,9 @@ fn interfaces(a: &proto::Application) -> String {
         .map(|i| {
             let peer = match &i.peer {
                 Some(Peer::ApplicationId(id)) => id.clone(),
-                Some(Peer::ExternalSystem(s)) => format!("external:{s}"),
+                // A space never occurs in an application id: no external system can
+                // read as one (an id may well be `external:DMP`).
+                Some(Peer::ExternalSystem(s)) => format!("external system {s}"),
                 None => String::new(),
             };
             format!("{}→{peer}", proto::InterfaceStandard::code_of(i.standard))

@@ -83,6 +83,10 @@ pub struct Env {
     pub inventory: proto::InventoryDocument,
     /// The ARS's incremental pull cursor.
     pub ars_cursor: AtomicI64,
+    /// Unix time of this run's first movement: a day drawn between 1990 and 2020, so
+    /// that runs on the same hub (`--spawn false`, a reused PostgreSQL) do not publish
+    /// movements of the same patients at the same times, which IHE PAM refuses.
+    pub epoch: i64,
 }
 
 /// The identity of patient `p` as establishment `i` knows it: even-numbered patients
@@ -207,7 +211,10 @@ impl Env {
         }
         let ght_dsi = client(token(Role::GhtDsi, "load-ght-dsi", Some(LOAD_GHT), None, None)?)?;
         declare_indicators(&ght_dsi, n).await?;
-        let run = format!("{:x}", crate::time::now_micros() % 0xffff_ffff);
+        let now = crate::time::now_micros();
+        let run = format!("{:x}", now % 0xffff_ffff);
+        let day = (now as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        let epoch = 631_152_000 + (day % 10_950) as i64 * 86_400;
         Ok(Env {
             ght_dsi,
             dim: client(token(Role::DimPhysician, "load-dim", Some(LOAD_GHT), None, None)?)?,
@@ -216,6 +223,7 @@ impl Env {
             run,
             inventory,
             ars_cursor: AtomicI64::new(0),
+            epoch,
         })
     }
 }
@@ -448,8 +456,10 @@ async fn ars_pull(env: &Env, since: i64) -> Result<(i64, u64), tonic::Status> {
 /// The `j`-th movement of encounter `k` of establishment `est` (admission, transfer,
 /// discharge), its patient cycling through the establishment's identities.
 fn movement(env: &Env, est: &Establishment, k: u64, j: u64) -> proto::Movement {
-    // Ten minutes per encounter, so a patient's next stay starts after the last one ended.
-    let at = chrono::DateTime::from_timestamp(1_767_225_600 + (k * 600 + j * 60) as i64, 0).unwrap_or_default();
+    // A patient's stays are PATIENTS encounters apart and ten minutes apart, so the next
+    // one starts after the last ended; a ten-second run spans hours, not months.
+    let offset = (k / est.patients.len().max(1) as u64) * 600 + j * 60;
+    let at = chrono::DateTime::from_timestamp(env.epoch + offset as i64, 0).unwrap_or_default();
     let (trigger, class, unit) = match j {
         0 => (MovementTrigger::A01Admit, EncounterClass::HospitalisationComplete as i32, "UF-MED"),
         1 => (MovementTrigger::A02Transfer, 0, "UF-CHIR"),

@@ -144,6 +144,7 @@ const PROVISIONAL: i64 = i64::MAX / 2;
 /// failure fails the whole batch (nothing committed).
 pub async fn publish_batch(db: &Db, batch: &[MovementInput], author: &str, now: i64) -> AppResult<Vec<Outcome>> {
     let mut outcomes: Vec<Option<Outcome>> = (0..batch.len()).map(|_| None).collect();
+    let _turn = db.bulk_write_turn().await;
     let mut tx = db.write.begin().await?;
     if db.is_postgres() {
         // Serialises publishers across replicas from the start: their checks see
