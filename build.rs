@@ -15,6 +15,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     protos.sort();
     println!("cargo:rerun-if-changed=proto");
+    // sqlx::migrate! embeds the migrations at compile time: a changed file must rebuild.
+    println!("cargo:rerun-if-changed=migrations");
 
     let out = PathBuf::from(env::var("OUT_DIR")?);
     tonic_prost_build::configure()

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for FUZZ_SECONDS (default 30) each. Installs cargo-fuzz when
-# missing. cargo-fuzz needs unstable compiler flags (sanitizers); RUSTC_BOOTSTRAP lets the
-# machine's one stable toolchain accept them, as no nightly toolchain can be fetched here.
+# missing. cargo-fuzz needs unstable compiler flags (coverage, sanitizers); RUSTC_BOOTSTRAP
+# lets the machine's one stable toolchain accept them, as no nightly can be fetched here.
+# FUZZ_SANITIZER (default none): the targets are safe Rust validators, where what the
+# fuzzer finds is a panic, and panics are caught without a sanitizer; `address` builds
+# take several minutes longer (set it for long runs that reach C code such as SQLite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-30}"
+sanitizer="${FUZZ_SANITIZER:-none}"
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz --version 0.13.2
 fi
@@ -24,7 +28,7 @@ for t in $targets; do
     inventory_file) seeds+=(examples) ;;
     indicator_catalogue) seeds+=(referentials) ;;
   esac
-  cargo fuzz run "$t" "$corpus" "${seeds[@]}" -- -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1 || status=$?
+  cargo fuzz run -s "$sanitizer" "$t" "$corpus" "${seeds[@]}" -- -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1 || status=$?
   grep -E "^(Done|stat::number_of_executed_units|==[0-9]+==|SUMMARY|thread '.*' panicked)" "$log" || true
   if [ "$status" -ne 0 ]; then
     tail -40 "$log"

@@ -3,7 +3,10 @@
 //! Queries are written once in portable SQL (`$1` placeholders, BIGINT times) and run
 //! through sqlx's `Any` driver. DDL differs, so migrations live in one folder per back-end.
 //! SQLite allows one writer at a time: the hub gives it a single-connection write pool so
-//! writers queue in-process instead of failing with `database is locked`.
+//! writers queue in-process instead of failing with `database is locked`. The audit trail
+//! lives in a second SQLite file (`<database>-audit.db`) with its own writer: the audit
+//! record a nominative read waits for is then never queued behind a movement batch.
+//! On PostgreSQL both are the one database (row locks let writers run concurrently).
 
 use std::{str::FromStr, time::Duration};
 
@@ -26,6 +29,10 @@ pub struct Db {
     pub read: AnyPool,
     /// Pool for writes: one connection on SQLite, the read pool on PostgreSQL.
     pub write: AnyPool,
+    /// The audit trail's pools: its own file on SQLite (reads, and one writer), the
+    /// main pool on PostgreSQL.
+    pub audit_read: AnyPool,
+    pub audit_write: AnyPool,
     pub backend: Backend,
     /// Registry facts that never change once written (see [`RegistryCache`]).
     pub registry_cache: std::sync::Arc<RegistryCache>,
@@ -46,6 +53,7 @@ pub struct RegistryCache {
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+static SQLITE_AUDIT_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite-audit");
 
 /// Rows per multi-row statement (INSERT … VALUES, IN lists) of `cols` binds each.
 ///
@@ -78,25 +86,26 @@ impl Db {
         let db = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url_with_create(url)?;
-                let opts = AnyConnectOptions::from_str(&url)
-                    .map_err(|e| AppError::invalid("database_url", e.to_string()))?
-                    .disable_statement_logging();
-                let write = AnyPoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(Duration::from_secs(30))
-                    .after_connect(sqlite_pragmas)
-                    .connect_with(opts.clone())
-                    .await
-                    .map_err(|e| AppError::Unavailable(format!("cannot open {url}: {e}")))?;
+                let write = sqlite_pool(&url, 1, 30).await?;
                 SQLITE_MIGRATOR.run(&write).await.map_err(|e| AppError::Internal(format!("migrations: {e}")))?;
-                let read = AnyPoolOptions::new()
-                    .max_connections(max_connections.max(2))
-                    .acquire_timeout(Duration::from_secs(10))
-                    .after_connect(sqlite_pragmas)
-                    .connect_with(opts)
+                let read = sqlite_pool(&url, max_connections.max(2), 10).await?;
+                let audit_url = audit_file_url(&url);
+                let audit_write = sqlite_pool(&audit_url, 1, 30).await?;
+                SQLITE_AUDIT_MIGRATOR
+                    .run(&audit_write)
                     .await
-                    .map_err(|e| AppError::Unavailable(format!("cannot open {url}: {e}")))?;
-                Db { read, write, backend, registry_cache: Default::default(), bulk_gate: Default::default() }
+                    .map_err(|e| AppError::Internal(format!("audit migrations: {e}")))?;
+                carry_over_audit(&audit_write, &url).await?;
+                let audit_read = sqlite_pool(&audit_url, 2, 10).await?;
+                Db {
+                    read,
+                    write,
+                    audit_read,
+                    audit_write,
+                    backend,
+                    registry_cache: Default::default(),
+                    bulk_gate: Default::default(),
+                }
             }
             Backend::Postgres => {
                 let opts = AnyConnectOptions::from_str(url)
@@ -112,7 +121,9 @@ impl Db {
                 POSTGRES_MIGRATOR.run(&pool).await.map_err(|e| AppError::Internal(format!("migrations: {e}")))?;
                 Db {
                     read: pool.clone(),
-                    write: pool,
+                    write: pool.clone(),
+                    audit_read: pool.clone(),
+                    audit_write: pool,
                     backend,
                     registry_cache: Default::default(),
                     bulk_gate: Default::default(),
@@ -149,6 +160,74 @@ impl Db {
     }
 }
 
+async fn sqlite_pool(url: &str, connections: u32, acquire_secs: u64) -> AppResult<AnyPool> {
+    let opts = AnyConnectOptions::from_str(url)
+        .map_err(|e| AppError::invalid("database_url", e.to_string()))?
+        .disable_statement_logging();
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(Duration::from_secs(acquire_secs))
+        .after_connect(sqlite_pragmas)
+        .connect_with(opts)
+        .await
+        .map_err(|e| AppError::Unavailable(format!("cannot open {url}: {e}")))
+}
+
+/// The audit file's URL: `sqlite://data/ghthub.db?mode=rwc` → `sqlite://data/ghthub-audit.db?mode=rwc`.
+pub fn audit_file_url(url: &str) -> String {
+    let (path, query) = url.split_once('?').map_or((url, None), |(p, q)| (p, Some(q)));
+    // Only the file name's last extension is replaced: a dot in a folder name stays.
+    let name_start = path.rfind('/').map_or(0, |i| i + 1);
+    let audit = match path[name_start..].rfind('.') {
+        Some(dot) if dot > 0 => format!("{}-audit{}", &path[..name_start + dot], &path[name_start + dot..]),
+        _ => format!("{path}-audit"),
+    };
+    match query {
+        Some(q) => format!("{audit}?{q}"),
+        None => audit,
+    }
+}
+
+/// Before the audit trail had its own file, its records were in the main file. The
+/// first start with an empty audit file copies them over (same seq, same hashes, so the
+/// chain verifies unchanged and goes on from its last record). The main file's tables
+/// stay as they are: they are append-only, and the hub no longer writes to them.
+async fn carry_over_audit(audit_write: &AnyPool, main_url: &str) -> AppResult<()> {
+    let mut conn = audit_write.acquire().await?;
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_log").fetch_one(&mut *conn).await?;
+    if n > 0 {
+        return Ok(());
+    }
+    let path = main_url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    sqlx::query("ATTACH DATABASE $1 AS legacy").bind(path).execute(&mut *conn).await?;
+    let copied = async {
+        let has: (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM legacy.sqlite_master WHERE type = 'table' AND name = 'audit_log'")
+                .fetch_one(&mut *conn)
+                .await?;
+        if has.0 == 0 {
+            return Ok::<u64, AppError>(0);
+        }
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let n = sqlx::query("INSERT INTO main.audit_log SELECT * FROM legacy.audit_log ORDER BY seq")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("INSERT INTO main.audit_target SELECT * FROM legacy.audit_target").execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+    .await;
+    // Detached whatever happened: the connection goes back to the pool.
+    sqlx::query("DETACH DATABASE legacy").execute(&mut *conn).await?;
+    let n = copied?;
+    if n > 0 {
+        tracing::info!(records = n, "audit trail carried over from the main database file to its own file");
+    }
+    Ok(())
+}
+
 /// WAL: readers never block the writer. synchronous=NORMAL: a committed transaction
 /// survives a crash of the hub process (the WAL is in the OS page cache and is
 /// fsynced at checkpoints); only a power loss may lose the last commits.
@@ -179,4 +258,51 @@ fn sqlite_url_with_create(url: &str) -> AppResult<String> {
         }
     }
     Ok(if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{
+        store::{append_batch, verify},
+        AuditEntry,
+    };
+
+    #[test]
+    fn the_audit_file_sits_beside_the_database() {
+        assert_eq!(audit_file_url("sqlite://data/ghthub.db?mode=rwc"), "sqlite://data/ghthub-audit.db?mode=rwc");
+        assert_eq!(audit_file_url("sqlite:///var/lib/v1.2/hub"), "sqlite:///var/lib/v1.2/hub-audit");
+        assert_eq!(audit_file_url("sqlite:hub.sqlite3"), "sqlite:hub-audit.sqlite3");
+    }
+
+    /// A database from before the split holds its audit records in the main file: the
+    /// first start copies them to the audit file, the chain verifies and goes on, and a
+    /// second start copies nothing again.
+    #[tokio::test]
+    async fn audit_records_of_the_main_file_carry_over_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/hub.db", dir.path().display());
+        let entry = |s: &str| AuditEntry { subject: s.into(), decision: "ALLOW".into(), ..Default::default() };
+        let db = Db::connect(&url, 2).await.expect("open");
+        // The hub as it was: the audit pools were the main file's.
+        let before = Db { audit_read: db.read.clone(), audit_write: db.write.clone(), ..db.clone() };
+        append_batch(&before, &[&entry("a"), &entry("b")]).await.expect("legacy append");
+        for pool in [&db.read, &db.write, &db.audit_read, &db.audit_write] {
+            pool.close().await;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(format!("hub-audit.db{suffix}")));
+        }
+
+        let db = Db::connect(&url, 2).await.expect("reopen");
+        let v = verify(&db).await.expect("verify");
+        assert!(v.ok && v.records == 2, "{v:?}");
+        assert_eq!(append_batch(&db, &[&entry("c")]).await.expect("append"), 3);
+        for pool in [&db.read, &db.write, &db.audit_read, &db.audit_write] {
+            pool.close().await;
+        }
+        let db = Db::connect(&url, 2).await.expect("third start");
+        let v = verify(&db).await.expect("verify");
+        assert!(v.ok && v.records == 3, "{v:?}");
+    }
 }

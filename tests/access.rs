@@ -450,22 +450,22 @@ async fn audit_chain(hub: &TestHub) {
 
     // Append-only at the database level.
     let db = hub.db();
-    assert!(sqlx::query("UPDATE audit_log SET reason = 'x' WHERE seq = 2").execute(&db.write).await.is_err());
-    assert!(sqlx::query("DELETE FROM audit_log WHERE seq = 2").execute(&db.write).await.is_err());
+    assert!(sqlx::query("UPDATE audit_log SET reason = 'x' WHERE seq = 2").execute(&db.audit_write).await.is_err());
+    assert!(sqlx::query("DELETE FROM audit_log WHERE seq = 2").execute(&db.audit_write).await.is_err());
 
     // Someone with database access disables the protection and edits one record…
     match hub.backend {
         common::Backend::Sqlite => {
-            sqlx::query("DROP TRIGGER audit_log_no_update").execute(&db.write).await.unwrap();
+            sqlx::query("DROP TRIGGER audit_log_no_update").execute(&db.audit_write).await.unwrap();
         }
         common::Backend::Postgres => {
             sqlx::query("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
-                .execute(&db.write)
+                .execute(&db.audit_write)
                 .await
                 .unwrap();
         }
     }
-    sqlx::query("UPDATE audit_log SET subject = 'nobody' WHERE seq = 3").execute(&db.write).await.unwrap();
+    sqlx::query("UPDATE audit_log SET subject = 'nobody' WHERE seq = 3").execute(&db.audit_write).await.unwrap();
     // …and verification finds it.
     let v = dim.audit().verify_audit(proto::VerifyAuditRequest {}).await.unwrap().into_inner();
     assert!(!v.ok);

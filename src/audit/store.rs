@@ -11,7 +11,7 @@ const AUDIT_CHAIN_LOCK: i64 = 0x6768_7468_7562; // "ghthub"
 
 /// Appends entries in one transaction; returns the seq of the first.
 pub async fn append_batch(db: &Db, entries: &[&AuditEntry]) -> AppResult<i64> {
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.audit_write.begin().await?;
     if db.is_postgres() {
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_CHAIN_LOCK).execute(&mut *tx).await?;
     }
@@ -129,7 +129,7 @@ pub async fn query(db: &Db, q: &AuditQuery) -> AppResult<Vec<AuditRecord>> {
     for b in &binds {
         query = query.bind(b);
     }
-    let rows = query.fetch_all(&db.read).await?;
+    let rows = query.fetch_all(&db.audit_read).await?;
     rows.iter().map(from_row).collect()
 }
 
@@ -150,7 +150,7 @@ pub async fn verify(db: &Db) -> AppResult<Verification> {
         let rows =
             sqlx::query(&format!("SELECT {COLUMNS} FROM audit_log a WHERE a.seq >= $1 ORDER BY a.seq LIMIT 5000"))
                 .bind(expected_seq)
-                .fetch_all(&db.read)
+                .fetch_all(&db.audit_read)
                 .await?;
         if rows.is_empty() {
             break;
