@@ -96,8 +96,8 @@ impl From<sqlx::Error> for AppError {
             }
             sqlx::Error::Database(db) => {
                 let msg = db.message().to_string();
-                // SQLite busy / PostgreSQL serialization or admin shutdown: retryable.
-                if msg.contains("database is locked") || db.code().as_deref() == Some("40001") {
+                // SQLite busy / PostgreSQL serialization failure or deadlock: retryable.
+                if msg.contains("database is locked") || matches!(db.code().as_deref(), Some("40001" | "40P01")) {
                     AppError::Aborted(format!("concurrent write, retry: {msg}"))
                 } else if matches!(db.code().as_deref(), Some("57P01" | "57P02" | "57P03" | "08006" | "08001")) {
                     AppError::Unavailable(format!("database: {msg}"))

@@ -123,14 +123,19 @@ impl InventoryService {
             if let Some(prev) = idempotency::replay::<proto::PushInventoryResponse>(&mut tx, &ctx, &request_id).await? {
                 return Ok(prev);
             }
-            let answer = match store::push_version(&mut tx, &new).await? {
-                store::PushOutcome::Conflict => {
+            let answer = match store::push_version(&mut tx, &new).await {
+                // The number was taken by a concurrent push, or the database aborted
+                // this transaction to let another through (serialization, deadlock).
+                Ok(store::PushOutcome::Conflict) | Err(AppError::Aborted(_)) => {
                     tracing::debug!(establishment = %est.id, "version number taken by a concurrent push; retrying");
                     tx.rollback().await?;
                     continue;
                 }
-                store::PushOutcome::Created(v) => proto::PushInventoryResponse { version: Some(v), created: true },
-                store::PushOutcome::Unchanged(v) => proto::PushInventoryResponse { version: Some(v), created: false },
+                Err(e) => return Err(e),
+                Ok(store::PushOutcome::Created(v)) => proto::PushInventoryResponse { version: Some(v), created: true },
+                Ok(store::PushOutcome::Unchanged(v)) => {
+                    proto::PushInventoryResponse { version: Some(v), created: false }
+                }
             };
             idempotency::remember(&mut tx, &ctx, &request_id, &answer).await?;
             tx.commit().await?;

@@ -94,14 +94,18 @@ async fn version_info(
 /// lock: two replicas may both try version 1, the primary key refuses the second,
 /// which gets `Conflict` and retries — it then finds the head and locks it.
 pub async fn push_version(tx: &mut sqlx::AnyConnection, v: &NewVersion<'_>) -> AppResult<PushOutcome> {
-    sqlx::query("UPDATE inventory_head SET version = version WHERE establishment_id = $1")
-        .bind(v.establishment_id)
-        .execute(&mut *tx)
-        .await?;
-    let head = sqlx::query("SELECT version, content_hash FROM inventory_head WHERE establishment_id = $1")
-        .bind(v.establishment_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    // PostgreSQL: the head is read and locked in one statement. (An UPDATE to lock it,
+    // then a SELECT, deadlocked: a push whose UPDATE ran before the first head existed
+    // and whose SELECT ran after took the next number without the lock, and then waited
+    // for the head's lock held by a push waiting for its number.) With no head yet,
+    // concurrent first pushes meet on the version's unique key and all but one retry.
+    // SQLite has one writer: no lock is needed, and it has no FOR UPDATE.
+    let lock = if tx.backend_name() == "SQLite" { "" } else { " FOR UPDATE" };
+    let head =
+        sqlx::query(&format!("SELECT version, content_hash FROM inventory_head WHERE establishment_id = $1{lock}"))
+            .bind(v.establishment_id)
+            .fetch_optional(&mut *tx)
+            .await?;
     let head: Option<(i64, String)> = match head {
         Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
         None => None,

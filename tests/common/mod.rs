@@ -61,6 +61,12 @@ impl TestHub {
     }
 
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut ServeArgs)) -> TestHub {
+        // The hub's warnings and errors go to the test's captured output: a failing test
+        // shows what the hub logged (an INTERNAL status only says "see hub logs").
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("ghthub=warn"))
+            .try_init();
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = match backend {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("hub.db").display()),
