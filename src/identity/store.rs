@@ -321,49 +321,44 @@ pub async fn blocked(
     establishments: Option<&[String]>,
     per_block: i64,
 ) -> AppResult<Vec<IdentityRow>> {
-    let blocks: [(&str, &str); 3] =
-        [("birth_name_phon", "first_name_phon"), ("birth_name_phon", "birth_date"), ("birth_date", "first_name_phon")];
-    let value = |c: &str| match c {
-        "birth_name_phon" => keys.birth_name_phon.as_str(),
-        "first_name_phon" => keys.first_name_phon.as_str(),
-        _ => keys.birth_date.as_str(),
+    let est_filter = |first: usize| match establishments {
+        Some(e) => format!(" AND establishment_id IN ({})", in_list(first, e.len())),
+        None => String::new(),
     };
-    // One statement for the three blocks: one round trip to the database instead of
-    // three, and a row found by several blocks is read and decoded once (UNION).
-    // Each block keeps its own limit, so a crowded block cannot crowd out the others.
-    let ests = establishments.unwrap_or_default();
-    let mut parts: Vec<String> = vec![];
-    let mut binds: Vec<&str> = vec![ght];
-    for (c1, c2) in blocks {
-        let (v1, v2) = (value(c1), value(c2));
+    let mut out: Vec<IdentityRow> = vec![];
+    let mut seen = std::collections::HashSet::new();
+    let blocks: [(&str, &str, &str); 3] = [
+        ("birth_name_phon", "first_name_phon", "name+first"),
+        ("birth_name_phon", "birth_date", "name+date"),
+        ("birth_date", "first_name_phon", "date+first"),
+    ];
+    for (c1, c2, _) in blocks {
+        let v = |c: &str| match c {
+            "birth_name_phon" => keys.birth_name_phon.clone(),
+            "first_name_phon" => keys.first_name_phon.clone(),
+            _ => keys.birth_date.clone(),
+        };
+        let (v1, v2) = (v(c1), v(c2));
         if v1.is_empty() || v2.is_empty() {
             continue;
         }
-        let n = binds.len();
-        binds.extend([v1, v2]);
-        let est_filter = if establishments.is_some() {
-            binds.extend(ests.iter().map(String::as_str));
-            format!(" AND establishment_id IN ({})", in_list(n + 3, ests.len()))
-        } else {
-            String::new()
-        };
-        parts.push(format!(
-            "SELECT * FROM (SELECT {COLS} FROM local_identity WHERE ght_id = $1 AND {c1} = ${} AND {c2} = ${} \
-             AND merged_into_ipp IS NULL{est_filter} LIMIT {per_block}) b{}",
-            n + 1,
-            n + 2,
-            parts.len()
-        ));
+        let sql = format!(
+            "SELECT {COLS} FROM local_identity WHERE ght_id = $1 AND {c1} = $2 AND {c2} = $3 \
+             AND merged_into_ipp IS NULL{} LIMIT {per_block}",
+            est_filter(4)
+        );
+        let mut q = sqlx::query(&sql).bind(ght).bind(v1).bind(v2);
+        for e in establishments.unwrap_or_default() {
+            q = q.bind(e);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            let row = from_row(&r)?;
+            if seen.insert((row.establishment_id.clone(), row.ipp.clone())) {
+                out.push(row);
+            }
+        }
     }
-    if parts.is_empty() || establishments.is_some_and(|e| e.is_empty()) {
-        return Ok(vec![]);
-    }
-    let sql = format!("{} ORDER BY establishment_id, ipp", parts.join(" UNION "));
-    let mut q = sqlx::query(&sql);
-    for b in binds {
-        q = q.bind(b);
-    }
-    q.fetch_all(&mut *conn).await?.iter().map(from_row).collect()
+    Ok(out)
 }
 
 /// Identities with the same phonetic birth name (a search without date or first name).
