@@ -136,9 +136,8 @@ impl Db {
     /// A turn for a bulk write (a batch of movements), to hold until its commit.
     ///
     /// SQLite's one write connection is handed out first come, first served. Without
-    /// turns, every publishing stream queues a batch for it, and a small write — the
-    /// audit record a nominative read waits for, an identity upsert — waits behind all
-    /// of them (hundreds of milliseconds under ingest). With turns, at most one bulk
+    /// turns, every publishing stream queues a batch for it, and a small write — an
+    /// identity upsert, an inventory push — waits behind all of them (hundreds of milliseconds under ingest). With turns, at most one bulk
     /// transaction runs or waits at a time, so a small write waits for one batch at most,
     /// and ingest loses nothing: the batches were serialised by the one writer anyway.
     /// PostgreSQL writes concurrently: no turn is taken there.
@@ -198,9 +197,7 @@ async fn carry_over_audit(audit_write: &AnyPool, main_url: &str) -> AppResult<()
     if n > 0 {
         return Ok(());
     }
-    let path = main_url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-    let path = path.split('?').next().unwrap_or_default();
-    sqlx::query("ATTACH DATABASE $1 AS legacy").bind(path).execute(&mut *conn).await?;
+    sqlx::query("ATTACH DATABASE $1 AS legacy").bind(sqlite_path(main_url)).execute(&mut *conn).await?;
     let copied = async {
         let has: (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM legacy.sqlite_master WHERE type = 'table' AND name = 'audit_log'")
@@ -250,9 +247,14 @@ fn sqlite_pragmas(
     })
 }
 
-fn sqlite_url_with_create(url: &str) -> AppResult<String> {
+/// The file path of an `sqlite:` URL (without its query string).
+fn sqlite_path(url: &str) -> &str {
     let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-    let path = path.split('?').next().unwrap_or_default();
+    path.split('?').next().unwrap_or_default()
+}
+
+fn sqlite_url_with_create(url: &str) -> AppResult<String> {
+    let path = sqlite_path(url);
     if path.is_empty() || path == ":memory:" {
         return Err(AppError::invalid("database_url", "an SQLite file path is required"));
     }
@@ -273,6 +275,12 @@ mod tests {
         AuditEntry,
     };
 
+    async fn close(db: &Db) {
+        for pool in [&db.read, &db.write, &db.audit_read, &db.audit_write] {
+            pool.close().await;
+        }
+    }
+
     #[test]
     fn the_audit_file_sits_beside_the_database() {
         assert_eq!(audit_file_url("sqlite://data/ghthub.db?mode=rwc"), "sqlite://data/ghthub-audit.db?mode=rwc");
@@ -292,9 +300,7 @@ mod tests {
         // The hub as it was: the audit pools were the main file's.
         let before = Db { audit_read: db.read.clone(), audit_write: db.write.clone(), ..db.clone() };
         append_batch(&before, &[&entry("a"), &entry("b")]).await.expect("legacy append");
-        for pool in [&db.read, &db.write, &db.audit_read, &db.audit_write] {
-            pool.close().await;
-        }
+        close(&db).await;
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(dir.path().join(format!("hub-audit.db{suffix}")));
         }
@@ -303,9 +309,7 @@ mod tests {
         let v = verify(&db).await.expect("verify");
         assert!(v.ok && v.records == 2, "{v:?}");
         assert_eq!(append_batch(&db, &[&entry("c")]).await.expect("append"), 3);
-        for pool in [&db.read, &db.write, &db.audit_read, &db.audit_write] {
-            pool.close().await;
-        }
+        close(&db).await;
         let db = Db::connect(&url, 2).await.expect("third start");
         let v = verify(&db).await.expect("verify");
         assert!(v.ok && v.records == 3, "{v:?}");

@@ -453,21 +453,17 @@ pub async fn merged_apart(
     if territorial_ids.is_empty() {
         return Ok(vec![]);
     }
-    let list =
-        |from: usize| (from..from + territorial_ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+    // `$n` may appear twice: both sides test the same list.
+    let ids = in_list(1, territorial_ids.len());
     let sql = format!(
         "SELECT m.establishment_id, m.ipp, m.merged_into_ipp FROM local_identity m \
          JOIN local_identity s ON s.establishment_id = m.establishment_id AND s.ipp = m.merged_into_ipp \
-         WHERE m.territorial_id <> s.territorial_id AND (m.territorial_id IN ({}) OR s.territorial_id IN ({})) \
-         ORDER BY m.establishment_id, m.ipp",
-        list(1),
-        list(1 + territorial_ids.len())
+         WHERE m.territorial_id <> s.territorial_id AND (m.territorial_id IN ({ids}) OR s.territorial_id IN ({ids})) \
+         ORDER BY m.establishment_id, m.ipp"
     );
     let mut q = sqlx::query(&sql);
-    for _ in 0..2 {
-        for t in territorial_ids {
-            q = q.bind(t.clone());
-        }
+    for t in territorial_ids {
+        q = q.bind(t.as_str());
     }
     let rows = q.fetch_all(conn).await?;
     rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()

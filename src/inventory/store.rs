@@ -88,18 +88,14 @@ async fn version_info(
 /// Stores `v` as the establishment's next version, unless its content equals the
 /// latest one. Runs inside the caller's transaction.
 ///
-/// Version numbers: the head row is locked first (a no-op UPDATE takes PostgreSQL's
-/// row lock; SQLite has a single writer), so pushes of one establishment are
-/// serialised and the next number is head + 1. The first push has no head row to
-/// lock: two replicas may both try version 1, the primary key refuses the second,
-/// which gets `Conflict` and retries — it then finds the head and locks it.
+/// Version numbers: the head row is read and locked in one statement (`FOR UPDATE` on
+/// PostgreSQL; SQLite has a single writer and no `FOR UPDATE`), so pushes of one
+/// establishment are serialised and the next number is head + 1. (A no-op UPDATE to
+/// lock, then a SELECT, could deadlock: a push whose UPDATE ran before the first head
+/// existed and whose SELECT after took a number without the lock.) The first push has
+/// no head row to lock: two replicas may both try version 1, the primary key refuses
+/// the second, which gets `Conflict` and retries — it then finds the head and locks it.
 pub async fn push_version(tx: &mut sqlx::AnyConnection, v: &NewVersion<'_>) -> AppResult<PushOutcome> {
-    // PostgreSQL: the head is read and locked in one statement. (An UPDATE to lock it,
-    // then a SELECT, deadlocked: a push whose UPDATE ran before the first head existed
-    // and whose SELECT ran after took the next number without the lock, and then waited
-    // for the head's lock held by a push waiting for its number.) With no head yet,
-    // concurrent first pushes meet on the version's unique key and all but one retry.
-    // SQLite has one writer: no lock is needed, and it has no FOR UPDATE.
     let lock = if tx.backend_name() == "SQLite" { "" } else { " FOR UPDATE" };
     let head =
         sqlx::query(&format!("SELECT version, content_hash FROM inventory_head WHERE establishment_id = $1{lock}"))

@@ -22,9 +22,9 @@ use crate::{
 
 const MOVE: DataClass = DataClass::MovementNominative;
 
-/// Most movements one transaction commits on SQLite. Every other write (the audit
-/// record a nominative read waits for, an identity upsert) waits for the batch holding
-/// the one writer: 128 movements hold it ~10 ms. Measured with `ghthub load` (4 streams,
+/// Most movements one transaction commits on SQLite. Every other write to the main
+/// file (an identity upsert, an inventory push) waits for the batch holding the one
+/// writer: 128 movements hold it ~10 ms. (The audit trail has its own file and writer.) Measured with `ghthub load` (4 streams,
 /// 8 unary workers): 1,024 gave 11,300 events/s but unary p99 534 ms; 256 gave 13,600
 /// events/s and p99 105 ms; 128 gives 11,100 events/s and p99 64 ms.
 pub const MAX_BATCH_SQLITE: usize = 128;
@@ -175,6 +175,7 @@ impl MovementService {
         acks: mpsc::Sender<Result<proto::MovementAck, Status>>,
     ) {
         let mut stopping = self.stopping.clone();
+        let max_batch = if self.db.is_postgres() { MAX_BATCH_POSTGRES } else { MAX_BATCH_SQLITE };
         loop {
             // Between batches only: a batch being committed is acknowledged first.
             let first = tokio::select! {
@@ -191,7 +192,6 @@ impl MovementService {
                     .await;
                 return;
             };
-            let max_batch = if self.db.is_postgres() { MAX_BATCH_POSTGRES } else { MAX_BATCH_SQLITE };
             let mut items = vec![first];
             while items.len() < max_batch {
                 match events.try_recv() {
