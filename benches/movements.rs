@@ -48,6 +48,12 @@ use ghthub::{
 use sqlx::Connection;
 
 const IDENTITIES: usize = 1_000_000;
+
+/// Identities to load: 1,000,000 unless `BENCH_IDENTITIES` says fewer (a quick look at
+/// ingest without the minute-and-a-half bulk load; the search figures then mean little).
+fn identities() -> usize {
+    std::env::var("BENCH_IDENTITIES").ok().and_then(|v| v.parse().ok()).unwrap_or(IDENTITIES)
+}
 const ESTABLISHMENTS: usize = 10;
 /// Identities per bulk-load transaction.
 const LOAD_CHUNK: usize = 50_000;
@@ -396,9 +402,9 @@ async fn seed_registry(admin: &HubClient) -> anyhow::Result<()> {
 async fn load_identities(db: &ghthub::db::Db) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let now = ghthub::time::now_micros();
-    for first in (0..IDENTITIES).step_by(LOAD_CHUNK) {
+    for first in (0..identities()).step_by(LOAD_CHUNK) {
         let rows: Vec<IdentityRow> =
-            (first..(first + LOAD_CHUNK).min(IDENTITIES)).map(|i| identity_row(i, now)).collect();
+            (first..(first + LOAD_CHUNK).min(identities())).map(|i| identity_row(i, now)).collect();
         ids::bulk_insert(db, &rows).await?;
     }
     Ok(start.elapsed())
@@ -471,7 +477,8 @@ async fn run(backend: &str, database_url: Option<String>) -> anyhow::Result<()> 
 
     let took = load_identities(&bench.hub.db).await?;
     println!(
-        "bulk-loaded {IDENTITIES} local identities ({ESTABLISHMENTS} establishments, 70 % QUALIFIEE) in {:.1} s",
+        "bulk-loaded {} local identities ({ESTABLISHMENTS} establishments, 70 % QUALIFIEE) in {:.1} s",
+        identities(),
         took.as_secs_f64()
     );
     println!("{}", mem_line("after the bulk load"));
@@ -496,7 +503,7 @@ async fn run(backend: &str, database_url: Option<String>) -> anyhow::Result<()> 
     let dim = bench.client(Role::DimPhysician, "dim@bench", Some(GHT), None).await?;
     let running = Arc::new(AtomicBool::new(true));
     let sampler = sample_rss(running.clone());
-    let pick = |k: usize, salt: u64| (mix(k as u64 ^ salt) % IDENTITIES as u64) as usize;
+    let pick = |k: usize, salt: u64| (mix(k as u64 ^ salt) % identities() as u64) as usize;
     // Warm-up (connection, statement caches).
     for k in 0..50 {
         let i = pick(k, 99);

@@ -38,6 +38,48 @@ pub struct Db {
     pub registry_cache: std::sync::Arc<RegistryCache>,
     /// Turns for bulk writers on SQLite (see [`Db::bulk_write_turn`]).
     bulk_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Blocking connections to the main SQLite file for the hot paths (see
+    /// [`SqliteDirect`]); None on PostgreSQL.
+    pub direct: Option<std::sync::Arc<SqliteDirect>>,
+}
+
+/// Blocking (rusqlite) connections to the main SQLite file, for the paths where sqlx
+/// costs more than the work: sqlx runs each SQLite statement on a connection's worker
+/// thread and sends every row back through a channel, so a movement batch of a dozen
+/// statements and hundreds of rows paid mostly thread wake-ups, allocations and the
+/// `Any` driver's conversions (a profile of the ingest benchmark: over half the samples).
+/// Here a whole transaction runs in one blocking task with cached prepared statements.
+///
+/// The writer never competes with sqlx's one write connection at the SQLite level:
+/// [`Db::sqlite_write`] holds that connection (idle) for the whole transaction, so
+/// writers stay serialised in-process, first come first served, as before.
+pub struct SqliteDirect {
+    writer: std::sync::Mutex<rusqlite::Connection>,
+    readers: std::sync::Mutex<Vec<rusqlite::Connection>>,
+    path: String,
+}
+
+/// Reader connections kept open between reads; more are opened under a burst and
+/// closed after it.
+const DIRECT_READERS_KEPT: usize = 8;
+
+impl SqliteDirect {
+    fn open(path: &str) -> AppResult<SqliteDirect> {
+        Ok(SqliteDirect {
+            writer: std::sync::Mutex::new(direct_connection(path)?),
+            readers: std::sync::Mutex::new(vec![]),
+            path: path.to_string(),
+        })
+    }
+}
+
+/// A blocking connection with the pool's settings (see [`sqlite_pragmas`]).
+fn direct_connection(path: &str) -> AppResult<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.execute_batch(SQLITE_PRAGMAS)?;
+    // Every statement of the hot paths is prepared once per connection.
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
 }
 
 /// Facts of the registry that the hub never updates once written — a GHT's ARS region,
@@ -97,6 +139,7 @@ impl Db {
                     .map_err(|e| AppError::Internal(format!("audit migrations: {e}")))?;
                 carry_over_audit(&audit_write, &url).await?;
                 let audit_read = sqlite_pool(&audit_url, 2, 10).await?;
+                let direct = SqliteDirect::open(sqlite_path(&url))?;
                 Db {
                     read,
                     write,
@@ -105,6 +148,7 @@ impl Db {
                     backend,
                     registry_cache: Default::default(),
                     bulk_gate: Default::default(),
+                    direct: Some(std::sync::Arc::new(direct)),
                 }
             }
             Backend::Postgres => {
@@ -127,6 +171,7 @@ impl Db {
                     backend,
                     registry_cache: Default::default(),
                     bulk_gate: Default::default(),
+                    direct: None,
                 }
             }
         };
@@ -146,6 +191,56 @@ impl Db {
             Backend::Sqlite => Some(self.bulk_gate.lock().await),
             Backend::Postgres => None,
         }
+    }
+
+    /// Runs `f` in one transaction on the direct SQLite writer (see [`SqliteDirect`]),
+    /// in a blocking task; commits when `f` succeeds, rolls back otherwise. SQLite only.
+    pub async fn sqlite_write<T, F>(&self, f: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> AppResult<T> + Send + 'static,
+    {
+        let direct = self.direct.clone().ok_or_else(|| AppError::internal("no direct SQLite connection"))?;
+        // Held, idle, until the commit: no sqlx write runs meanwhile, so the two
+        // connections never wait on SQLite's file lock for each other.
+        let token = self.write.acquire().await?;
+        let out = tokio::task::spawn_blocking(move || {
+            let mut conn = direct.writer.lock().map_err(|_| AppError::internal("direct SQLite writer poisoned"))?;
+            let tx = conn.transaction()?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| AppError::internal(format!("direct SQLite write: {e}")))?;
+        drop(token);
+        out
+    }
+
+    /// Runs `f` on a direct SQLite reader in a blocking task: one thread hand-off for
+    /// all its statements. SQLite only.
+    pub async fn sqlite_read<T, F>(&self, f: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> AppResult<T> + Send + 'static,
+    {
+        let direct = self.direct.clone().ok_or_else(|| AppError::internal("no direct SQLite connection"))?;
+        tokio::task::spawn_blocking(move || {
+            let taken = direct.readers.lock().map_err(|_| AppError::internal("direct SQLite readers poisoned"))?.pop();
+            let conn = match taken {
+                Some(c) => c,
+                None => direct_connection(&direct.path)?,
+            };
+            let out = f(&conn);
+            if let Ok(mut kept) = direct.readers.lock() {
+                if kept.len() < DIRECT_READERS_KEPT {
+                    kept.push(conn);
+                }
+            }
+            out
+        })
+        .await
+        .map_err(|e| AppError::internal(format!("direct SQLite read: {e}")))?
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -238,14 +333,13 @@ fn sqlite_pragmas(
     _meta: sqlx::pool::PoolConnectionMetadata,
 ) -> futures::future::BoxFuture<'_, Result<(), sqlx::Error>> {
     Box::pin(async move {
-        conn.execute(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; \
-             PRAGMA busy_timeout=10000; PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY;",
-        )
-        .await?;
+        conn.execute(SQLITE_PRAGMAS).await?;
         Ok(())
     })
 }
+
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; \
+     PRAGMA busy_timeout=10000; PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY;";
 
 /// The file path of an `sqlite:` URL (without its query string).
 fn sqlite_path(url: &str) -> &str {

@@ -110,6 +110,28 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+/// The direct SQLite connections' errors (see `db::SqliteDirect`), read as sqlx's are.
+impl From<rusqlite::Error> for AppError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        match e.sqlite_error_code() {
+            Some(C::ConstraintViolation) => {
+                let msg = e.to_string();
+                if msg.contains("FOREIGN KEY") {
+                    AppError::FailedPrecondition("a referenced record does not exist".into())
+                } else if msg.contains("UNIQUE") {
+                    AppError::AlreadyExists("record".into())
+                } else {
+                    AppError::Internal(format!("database: {msg}"))
+                }
+            }
+            Some(C::DatabaseBusy | C::DatabaseLocked) => AppError::Aborted(format!("concurrent write, retry: {e}")),
+            Some(C::CannotOpen | C::DiskFull | C::SystemIoFailure) => AppError::Unavailable(format!("database: {e}")),
+            _ => AppError::Internal(format!("database: {e}")),
+        }
+    }
+}
+
 impl From<serde_json::Error> for AppError {
     fn from(e: serde_json::Error) -> Self {
         AppError::Internal(format!("json: {e}"))

@@ -3,11 +3,13 @@
 //!
 //! - [`types`]: triggers, classes and the input validator; [`adt`]: the encounter
 //!   state machine (pure);
-//! - [`store`]: batched publication in one transaction per batch, the feed, encounters;
+//! - [`publish`]: batched publication in one transaction per batch;
+//! - [`store`]: the feed, encounters, journeys;
 //! - [`service`]: the `Movements` gRPC service; [`bus`]: wakes subscribers on commits.
 
 pub mod adt;
 pub mod bus;
+pub mod publish;
 pub mod service;
 pub mod store;
 pub mod types;

@@ -8,7 +8,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{
     bus::Bus,
-    store::{self, Outcome},
+    publish::{self, Outcome},
+    store,
     types::{validate_movement, MovementInput},
 };
 use crate::{
@@ -27,7 +28,7 @@ const MOVE: DataClass = DataClass::MovementNominative;
 /// writer: 128 movements hold it ~10 ms. (The audit trail has its own file and writer.) Measured with `ghthub load` (4 streams,
 /// 8 unary workers): 1,024 gave 11,300 events/s but unary p99 534 ms; 256 gave 13,600
 /// events/s and p99 105 ms; 128 gives 11,100 events/s and p99 64 ms.
-pub const MAX_BATCH_SQLITE: usize = 128;
+pub const MAX_BATCH_SQLITE: usize = 1024;
 /// Most movements one transaction commits on PostgreSQL: other writes do not wait for
 /// movement batches there, and larger batches save round trips.
 pub const MAX_BATCH_POSTGRES: usize = 1024;
@@ -48,6 +49,24 @@ pub struct MovementService {
     pub bus: Bus,
     /// True once the hub drains: streams end so the drain completes.
     pub stopping: watch::Receiver<bool>,
+}
+
+/// A batch validated and authorized, waiting for its commit.
+struct Prepared {
+    now: i64,
+    /// The acks already known (invalid or refused movements), by slot.
+    acks: Vec<Option<proto::MovementAck>>,
+    /// The slots of the movements to commit, and the movements.
+    slots: Vec<usize>,
+    inputs: Vec<MovementInput>,
+}
+
+/// What the preparing side of a publishing stream hands to the committing side.
+enum Step {
+    /// A batch, and whether the stream broke after it (nothing more will come).
+    Batch(Prepared, bool),
+    /// The hub is draining: the batches before are committed, then the stream ends.
+    Stop,
 }
 
 /// Why a stream stopped sending.
@@ -84,8 +103,9 @@ fn ack_rejected(event_id: &str, est: &str, s: &Status) -> proto::MovementAck {
 }
 
 impl MovementService {
-    /// Validates, authorizes and commits one batch; one ack per movement, in order.
-    pub async fn process_batch(&self, ctx: &CallCtx, batch: Vec<Option<proto::Movement>>) -> Vec<proto::MovementAck> {
+    /// Validates and authorizes one batch (one audited decision per establishment):
+    /// what is left to do is its commit.
+    async fn prepare_batch(&self, ctx: &CallCtx, batch: Vec<Option<proto::Movement>>) -> Prepared {
         let now = now_micros();
         let mut acks: Vec<Option<proto::MovementAck>> = (0..batch.len()).map(|_| None).collect();
         let mut valid: Vec<(usize, MovementInput)> = vec![];
@@ -98,7 +118,6 @@ impl MovementService {
                 },
             }
         }
-        // One audited decision per batch and establishment.
         let mut per_est: Vec<(String, Vec<&str>)> = vec![];
         for (_, v) in &valid {
             match per_est.iter_mut().find(|(e, _)| *e == v.establishment_id) {
@@ -128,8 +147,14 @@ impl MovementService {
                 None => Some((i, v)),
             })
             .unzip();
+        Prepared { now, acks, slots, inputs }
+    }
+
+    /// Commits a prepared batch; one ack per movement, in order.
+    async fn commit_batch(&self, ctx: &CallCtx, p: Prepared) -> Vec<proto::MovementAck> {
+        let Prepared { now, mut acks, slots, inputs } = p;
         if !inputs.is_empty() {
-            match store::publish_batch(&self.db, &inputs, &ctx.principal.subject, now).await {
+            match publish::publish_batch(&self.db, &inputs, &ctx.principal.subject, now).await {
                 Ok(outcomes) => {
                     let mut accepted = false;
                     for ((slot, v), o) in slots.iter().zip(&inputs).zip(outcomes) {
@@ -168,16 +193,19 @@ impl MovementService {
             .collect()
     }
 
-    async fn run_publish(
+    /// Takes batches off a publishing stream and prepares them (validation, the
+    /// audited authorization) while the batch before is committing: the audit record
+    /// of batch N+1 is written during the commit of batch N instead of after it.
+    async fn prepare_stream(
         self,
         ctx: CallCtx,
         mut events: mpsc::Receiver<Result<proto::PublishMovementsRequest, Status>>,
-        acks: mpsc::Sender<Result<proto::MovementAck, Status>>,
+        prepared: mpsc::Sender<Step>,
     ) {
         let mut stopping = self.stopping.clone();
         let max_batch = if self.db.is_postgres() { MAX_BATCH_POSTGRES } else { MAX_BATCH_SQLITE };
         loop {
-            // Between batches only: a batch being committed is acknowledged first.
+            // Between batches only: a batch taken is prepared and committed.
             let first = tokio::select! {
                 biased;
                 _ = stopping.changed() => None,
@@ -187,9 +215,7 @@ impl MovementService {
                 },
             };
             let Some(first) = first.filter(|_| !*stopping.borrow()) else {
-                let _ = acks
-                    .send(Err(Status::unavailable("the hub is shutting down: resend the movements not acknowledged")))
-                    .await;
+                let _ = prepared.send(Step::Stop).await;
                 return;
             };
             let mut items = vec![first];
@@ -210,13 +236,43 @@ impl MovementService {
                     }
                 }
             }
-            for ack in self.process_batch(&ctx, batch).await {
-                if acks.send(Ok(ack)).await.is_err() {
+            let p = self.prepare_batch(&ctx, batch).await;
+            if prepared.send(Step::Batch(p, broken)).await.is_err() || broken {
+                return;
+            }
+        }
+    }
+
+    /// Commits the prepared batches of a publishing stream in order and sends their acks.
+    async fn run_publish(
+        self,
+        ctx: CallCtx,
+        events: mpsc::Receiver<Result<proto::PublishMovementsRequest, Status>>,
+        acks: mpsc::Sender<Result<proto::MovementAck, Status>>,
+    ) {
+        // One batch waits prepared while one commits: memory stays bounded.
+        let (prepared_tx, mut prepared) = mpsc::channel(1);
+        tokio::spawn(self.clone().prepare_stream(ctx.clone(), events, prepared_tx));
+        while let Some(step) = prepared.recv().await {
+            match step {
+                Step::Batch(p, broken) => {
+                    for ack in self.commit_batch(&ctx, p).await {
+                        if acks.send(Ok(ack)).await.is_err() {
+                            return;
+                        }
+                    }
+                    if broken {
+                        return;
+                    }
+                }
+                Step::Stop => {
+                    let _ = acks
+                        .send(Err(Status::unavailable(
+                            "the hub is shutting down: resend the movements not acknowledged",
+                        )))
+                        .await;
                     return;
                 }
-            }
-            if broken {
-                return;
             }
         }
     }

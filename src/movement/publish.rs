@@ -1,0 +1,596 @@
+//! Publication of a batch of movements: one transaction per batch, each movement
+//! checked against what is stored and what came before it in the batch.
+//!
+//! The checks are written once ([`publish_in`]) over [`PublishTx`], the reads and
+//! writes a publication needs. PostgreSQL runs them through sqlx; SQLite through a
+//! direct blocking connection in one task (see [`crate::db::SqliteDirect`]), where
+//! sqlx's per-statement thread hand-offs cost more than the statements.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{AnyConnection, Row};
+
+use super::{
+    adt::{self, Effect, Mv},
+    store::{in_chunk, mv_from_row, StoredMv, ENC_COLS, MV_COLS, N_ENC_COLS, N_MV_COLS, SAME_NATURE},
+    types::{Class, MovementInput},
+};
+use crate::{db::Db, identity::store::in_list, time::to_rfc3339, AppError, AppResult};
+
+/// What happened to one published movement.
+#[derive(Debug)]
+pub enum Outcome {
+    Accepted(i64),
+    Duplicate(i64),
+    Rejected(AppError),
+}
+
+/// A movement accepted in this batch, before its position is known.
+struct NewRow {
+    slot: usize,
+    input: MovementInput,
+    position: i64,
+}
+
+/// Positions of this batch before allocation: far above any real position.
+const PROVISIONAL: i64 = i64::MAX / 2;
+
+/// Encounters the batch changes: (establishment, encounter) → (ipp, history).
+type Touched = HashMap<(String, String), (String, Vec<Mv>)>;
+
+/// The column a movement lookup selects on.
+#[derive(Clone, Copy)]
+enum Key {
+    EventId,
+    EncounterId,
+    Ipp,
+}
+
+impl Key {
+    fn column(self) -> &'static str {
+        match self {
+            Key::EventId => "event_id",
+            Key::EncounterId => "encounter_id",
+            Key::Ipp => "ipp",
+        }
+    }
+}
+
+/// The reads and writes of a publication, inside its transaction.
+trait PublishTx {
+    /// Movements of `est` whose `key` is one of `values`, in position order per value;
+    /// with `span`, only the active same-nature ones whose event time is in it.
+    async fn movements(&mut self, est: &str, key: Key, values: &[String], span: Option<(i64, i64)>)
+        -> AppResult<Vec<StoredMv>>;
+    /// For each IPP: absent (not published), or published with the IPP it was merged
+    /// into, if any.
+    async fn identity_status(&mut self, est: &str, ipps: &[String]) -> AppResult<HashMap<String, Option<String>>>;
+    /// The IPP of each encounter already stored.
+    async fn encounter_owners(&mut self, est: &str, ids: &[String]) -> AppResult<HashMap<String, String>>;
+    /// Advances the position counter by `n`; returns the new head.
+    async fn advance_head(&mut self, n: i64) -> AppResult<i64>;
+    async fn insert_movements(&mut self, rows: &[NewRow], author: &str, now: i64) -> AppResult<()>;
+    async fn cancel(&mut self, est: &str, target: &str, by: &str) -> AppResult<()>;
+    async fn upsert_encounters(&mut self, touched: &Touched, now: i64) -> AppResult<()>;
+}
+
+/// Commits a batch of validated movements in one transaction and returns each one's
+/// outcome (in the order given). An invalid movement is rejected alone; a database
+/// failure fails the whole batch (nothing committed).
+pub async fn publish_batch(db: &Db, batch: &[MovementInput], author: &str, now: i64) -> AppResult<Vec<Outcome>> {
+    let _turn = db.bulk_write_turn().await;
+    if db.direct.is_some() {
+        let (batch, author) = (batch.to_vec(), author.to_string());
+        return db
+            .sqlite_write(move |tx| futures::executor::block_on(publish_in(&mut Direct(tx), &batch, &author, now)))
+            .await;
+    }
+    let mut tx = db.write.begin().await?;
+    // Serialises publishers across replicas from the start: their checks see every
+    // committed movement, and positions follow commit order.
+    sqlx::query("SELECT position FROM movement_head WHERE id = 1 FOR UPDATE").execute(&mut *tx).await?;
+    let outcomes = publish_in(&mut *tx, batch, author, now).await?;
+    if outcomes.iter().any(|o| matches!(o, Outcome::Accepted(_))) {
+        // Delivered at commit: wakes the subscribers of every replica.
+        sqlx::query("SELECT pg_notify('ghthub_movements', '')").execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// The checks and writes of a batch, inside the caller's transaction.
+async fn publish_in(
+    tx: &mut impl PublishTx,
+    batch: &[MovementInput],
+    author: &str,
+    now: i64,
+) -> AppResult<Vec<Outcome>> {
+    let mut outcomes: Vec<Option<Outcome>> = (0..batch.len()).map(|_| None).collect();
+    let mut new_rows: Vec<NewRow> = vec![];
+    let mut cancels: Vec<(String, String, String)> = vec![];
+    let mut touched: Touched = HashMap::new();
+    // Duplicates inside the batch: (establishment, event id) → index in new_rows.
+    let mut in_batch: HashMap<(String, String), usize> = HashMap::new();
+    let mut pending_dups: Vec<(usize, usize)> = vec![];
+
+    let mut groups: Vec<(&str, Vec<usize>)> = vec![];
+    for (i, m) in batch.iter().enumerate() {
+        match groups.iter_mut().find(|(e, _)| *e == m.establishment_id) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((&m.establishment_id, vec![i])),
+        }
+    }
+    for (est, slots) in groups {
+        let distinct = |f: &dyn Fn(&MovementInput) -> Option<String>| -> Vec<String> {
+            let set: HashSet<String> = slots.iter().filter_map(|&i| f(&batch[i])).collect();
+            set.into_iter().collect()
+        };
+        let mut wanted = distinct(&|m| Some(m.event_id.clone()));
+        wanted.extend(distinct(&|m| m.target_event_id.clone()));
+        let known: HashMap<String, StoredMv> = tx
+            .movements(est, Key::EventId, &wanted, None)
+            .await?
+            .into_iter()
+            .map(|s| (s.mv.event_id.clone(), s))
+            .collect();
+        let ipps = distinct(&|m| Some(m.ipp.clone()));
+        let identities = tx.identity_status(est, &ipps).await?;
+        let encounter_ids = distinct(&|m| Some(m.encounter_id.clone()));
+        let mut histories: HashMap<String, Vec<Mv>> = HashMap::new();
+        let mut owners: HashMap<String, String> = tx.encounter_owners(est, &encounter_ids).await?;
+        for s in tx.movements(est, Key::EncounterId, &encounter_ids, None).await? {
+            owners.entry(s.encounter_id.clone()).or_insert_with(|| s.ipp.clone());
+            histories.entry(s.encounter_id.clone()).or_default().push(s.mv);
+        }
+        // Active movements of these patients at these times (IHE PAM same-nature rule).
+        // The rule compares exact event times, so only the batch's time span is read:
+        // a patient's whole history would make every batch slower as the history grows.
+        let times = slots.iter().map(|&i| batch[i].event_time);
+        let span = (times.clone().min().unwrap_or(0), times.max().unwrap_or(0));
+        let mut same_nature: HashMap<(String, String, String, i64), String> = HashMap::new();
+        for s in tx.movements(est, Key::Ipp, &ipps, Some(span)).await? {
+            same_nature.insert(nature_key(&s.ipp, &s.mv), s.mv.event_id.clone());
+        }
+
+        for slot in slots {
+            let m = &batch[slot];
+            let key = (est.to_string(), m.event_id.clone());
+            if let Some(s) = known.get(&m.event_id) {
+                outcomes[slot] = Some(if s.content_hash == m.content_hash {
+                    Outcome::Duplicate(s.mv.position)
+                } else {
+                    Outcome::Rejected(reused(m))
+                });
+                continue;
+            }
+            if let Some(&k) = in_batch.get(&key) {
+                if new_rows[k].input.content_hash == m.content_hash {
+                    pending_dups.push((slot, k));
+                } else {
+                    outcomes[slot] = Some(Outcome::Rejected(reused(m)));
+                }
+                continue;
+            }
+            match check_one(m, est, &identities, &owners, &known, &new_rows, &mut touched, &mut histories, &same_nature)
+            {
+                Err(e) => outcomes[slot] = Some(Outcome::Rejected(e)),
+                Ok((mv, effect)) => {
+                    let enc = (est.to_string(), m.encounter_id.clone());
+                    let (_, history) =
+                        touched.get_mut(&enc).ok_or_else(|| AppError::internal("encounter not loaded"))?;
+                    if let Effect::Cancel { target } = &effect {
+                        if let Some(t) = history.iter_mut().find(|x| &x.event_id == target) {
+                            t.cancelled_by = Some(m.event_id.clone());
+                            same_nature.remove(&nature_key(&m.ipp, t));
+                        }
+                        cancels.push((est.to_string(), target.clone(), m.event_id.clone()));
+                    }
+                    if effect == Effect::Insert {
+                        same_nature.insert(nature_key(&m.ipp, &mv), m.event_id.clone());
+                    }
+                    history.push(mv);
+                    owners.insert(m.encounter_id.clone(), m.ipp.clone());
+                    in_batch.insert(key, new_rows.len());
+                    new_rows.push(NewRow { slot, input: m.clone(), position: 0 });
+                }
+            }
+        }
+    }
+
+    if !new_rows.is_empty() {
+        let n = new_rows.len() as i64;
+        let first = tx.advance_head(n).await? - n + 1;
+        for (k, r) in new_rows.iter_mut().enumerate() {
+            r.position = first + k as i64;
+            outcomes[r.slot] = Some(Outcome::Accepted(r.position));
+        }
+        for (_, history) in touched.values_mut() {
+            for m in history.iter_mut().filter(|m| m.position >= PROVISIONAL) {
+                m.position = first + (m.position - PROVISIONAL);
+            }
+        }
+        tx.insert_movements(&new_rows, author, now).await?;
+        for (est, target, by) in &cancels {
+            tx.cancel(est, target, by).await?;
+        }
+        tx.upsert_encounters(&touched, now).await?;
+    }
+    for (slot, k) in pending_dups {
+        outcomes[slot] = Some(Outcome::Duplicate(new_rows[k].position));
+    }
+    outcomes.into_iter().map(|o| o.ok_or_else(|| AppError::internal("movement without an outcome"))).collect()
+}
+
+fn reused(m: &MovementInput) -> AppError {
+    AppError::AlreadyExists(format!(
+        "movement event id {} of establishment {} was already published with different content; \
+         a correction is a new movement (Z99, or a cancellation and a new event)",
+        m.event_id, m.establishment_id
+    ))
+}
+
+fn nature_key(ipp: &str, m: &Mv) -> (String, String, String, i64) {
+    (ipp.to_string(), m.trigger.code().to_string(), m.medical_unit.clone(), m.event_time)
+}
+
+/// The checks of one movement against what is known; on success, the movement as
+/// it joins its encounter's history and what it does.
+#[allow(clippy::too_many_arguments)]
+fn check_one(
+    m: &MovementInput,
+    est: &str,
+    identities: &HashMap<String, Option<String>>,
+    owners: &HashMap<String, String>,
+    known: &HashMap<String, StoredMv>,
+    new_rows: &[NewRow],
+    touched: &mut Touched,
+    histories: &mut HashMap<String, Vec<Mv>>,
+    same_nature: &HashMap<(String, String, String, i64), String>,
+) -> AppResult<(Mv, Effect)> {
+    match identities.get(&m.ipp) {
+        None => {
+            return Err(AppError::precondition(format!(
+                "identity {est}:{} is not published: publish it first (UpsertIdentity)",
+                m.ipp
+            )))
+        }
+        Some(Some(into)) => {
+            return Err(AppError::precondition(format!(
+                "IPP {} was merged (A40) into IPP {into}: publish with the surviving IPP",
+                m.ipp
+            )))
+        }
+        Some(None) => {}
+    }
+    if let Some(owner) = owners.get(&m.encounter_id).filter(|o| **o != m.ipp) {
+        return Err(AppError::precondition(format!(
+            "encounter {} belongs to another patient (IPP {owner}), not IPP {}",
+            m.encounter_id, m.ipp
+        )));
+    }
+    if let Some(t) = &m.target_event_id {
+        let elsewhere = known
+            .get(t)
+            .map(|s| s.encounter_id.clone())
+            .or_else(|| new_rows.iter().find(|r| &r.input.event_id == t).map(|r| r.input.encounter_id.clone()));
+        if let Some(enc) = elsewhere.filter(|e| *e != m.encounter_id) {
+            return Err(AppError::precondition(format!(
+                "movement {t} belongs to encounter {enc}, not to encounter {}",
+                m.encounter_id
+            )));
+        }
+    }
+    let enc = (est.to_string(), m.encounter_id.clone());
+    let entry =
+        touched.entry(enc).or_insert_with(|| (m.ipp.clone(), histories.remove(&m.encounter_id).unwrap_or_default()));
+    let mv = Mv {
+        position: PROVISIONAL + new_rows.len() as i64,
+        event_id: m.event_id.clone(),
+        trigger: m.trigger,
+        event_time: m.event_time,
+        medical_unit: m.medical_unit.clone(),
+        care_unit: m.care_unit.clone(),
+        class: m.class,
+        target_event_id: m.target_event_id.clone(),
+        origin: m.origin_establishment_id.clone(),
+        destination: m.destination_establishment_id.clone(),
+        cancelled_by: None,
+    };
+    let effect = adt::check(&entry.1, &mv)?;
+    if effect == Effect::Insert {
+        if let Some(other) = same_nature.get(&nature_key(&m.ipp, &mv)) {
+            return Err(AppError::precondition(format!(
+                "movement {other} already records a {} for this patient in unit '{}' at {} \
+                 (IHE PAM: two movements of the same nature cannot share patient, unit and time)",
+                m.trigger.code(),
+                m.medical_unit,
+                to_rfc3339(m.event_time)
+            )));
+        }
+    }
+    Ok((mv, effect))
+}
+
+
+/// `INSERT INTO encounter … VALUES <values> ON CONFLICT … DO UPDATE` (both back-ends).
+fn upsert_encounter_sql(values: &str) -> String {
+    let updates = ENC_COLS.split(", ").skip(2).map(|c| format!("{c} = excluded.{c}")).collect::<Vec<_>>().join(", ");
+    format!(
+        "INSERT INTO encounter ({ENC_COLS}) VALUES {values} ON CONFLICT (establishment_id, encounter_id) DO UPDATE SET {updates}"
+    )
+}
+
+const CANCEL_SQL: &str =
+    "UPDATE movement SET cancelled_by = $1 WHERE establishment_id = $2 AND event_id = $3 AND cancelled_by IS NULL";
+const ADVANCE_SQL: &str = "UPDATE movement_head SET position = position + $1 WHERE id = 1 RETURNING position";
+
+// ------------------------------------------------------------------ sqlx (PostgreSQL)
+
+impl PublishTx for AnyConnection {
+    async fn movements(
+        &mut self,
+        est: &str,
+        key: Key,
+        values: &[String],
+        span: Option<(i64, i64)>,
+    ) -> AppResult<Vec<StoredMv>> {
+        let extra = match span {
+            Some((from, to)) => format!(" AND {SAME_NATURE} AND event_time >= {from} AND event_time <= {to}"),
+            None => String::new(),
+        };
+        let mut out = vec![];
+        for chunk in values.chunks(in_chunk(self)) {
+            let sql = format!(
+                "SELECT {MV_COLS} FROM movement WHERE establishment_id = $1 AND {} IN ({}){extra} ORDER BY position",
+                key.column(),
+                in_list(2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(est);
+            for v in chunk {
+                q = q.bind(v);
+            }
+            for r in q.fetch_all(&mut *self).await? {
+                out.push(mv_from_row(&r, 0)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn identity_status(&mut self, est: &str, ipps: &[String]) -> AppResult<HashMap<String, Option<String>>> {
+        let mut out = HashMap::new();
+        for chunk in ipps.chunks(in_chunk(self)) {
+            let sql = format!(
+                "SELECT ipp, merged_into_ipp FROM local_identity WHERE establishment_id = $1 AND ipp IN ({})",
+                in_list(2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(est);
+            for v in chunk {
+                q = q.bind(v);
+            }
+            for r in q.fetch_all(&mut *self).await? {
+                out.insert(r.try_get::<String, _>(0)?, r.try_get::<Option<String>, _>(1)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn encounter_owners(&mut self, est: &str, ids: &[String]) -> AppResult<HashMap<String, String>> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(in_chunk(self)) {
+            let sql = format!(
+                "SELECT encounter_id, ipp FROM encounter WHERE establishment_id = $1 AND encounter_id IN ({})",
+                in_list(2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(est);
+            for v in chunk {
+                q = q.bind(v);
+            }
+            for r in q.fetch_all(&mut *self).await? {
+                out.insert(r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn advance_head(&mut self, n: i64) -> AppResult<i64> {
+        let row = sqlx::query(ADVANCE_SQL).bind(n).fetch_one(&mut *self).await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    }
+
+    async fn insert_movements(&mut self, rows: &[NewRow], author: &str, now: i64) -> AppResult<()> {
+        for chunk in rows.chunks(crate::db::rows_per_statement(self, N_MV_COLS)) {
+            let values = (0..chunk.len())
+                .map(|r| format!("({})", in_list(r * N_MV_COLS + 1, N_MV_COLS)))
+                .collect::<Vec<_>>()
+                .join(",");
+            let sql = format!("INSERT INTO movement ({MV_COLS}) VALUES {values}");
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                let m = &r.input;
+                q = q
+                    .bind(r.position)
+                    .bind(&m.establishment_id)
+                    .bind(&m.event_id)
+                    .bind(&m.ipp)
+                    .bind(&m.encounter_id)
+                    .bind(m.trigger.code())
+                    .bind(m.event_time)
+                    .bind(&m.medical_unit)
+                    .bind(&m.care_unit)
+                    .bind(m.class.map(Class::code).unwrap_or(""))
+                    .bind(&m.target_event_id)
+                    .bind(&m.origin_establishment_id)
+                    .bind(&m.destination_establishment_id)
+                    .bind(now)
+                    .bind(author)
+                    .bind(Option::<String>::None)
+                    .bind(&m.content_hash);
+            }
+            q.execute(&mut *self).await?;
+        }
+        Ok(())
+    }
+
+    async fn cancel(&mut self, est: &str, target: &str, by: &str) -> AppResult<()> {
+        sqlx::query(CANCEL_SQL).bind(by).bind(est).bind(target).execute(&mut *self).await?;
+        Ok(())
+    }
+
+    async fn upsert_encounters(&mut self, touched: &Touched, now: i64) -> AppResult<()> {
+        let all: Vec<_> = touched.iter().collect();
+        for chunk in all.chunks(crate::db::rows_per_statement(self, N_ENC_COLS)) {
+            let values = (0..chunk.len())
+                .map(|r| format!("({})", in_list(r * N_ENC_COLS + 1, N_ENC_COLS)))
+                .collect::<Vec<_>>()
+                .join(",");
+            let sql = upsert_encounter_sql(&values);
+            let mut q = sqlx::query(&sql);
+            for ((est, enc), (ipp, history)) in chunk {
+                let s = adt::fold(history);
+                q = q
+                    .bind(est)
+                    .bind(enc)
+                    .bind(ipp)
+                    .bind(s.status.as_str())
+                    .bind(s.class.map(Class::code).unwrap_or(""))
+                    .bind(s.medical_unit)
+                    .bind(s.care_unit)
+                    .bind(s.admitted_at)
+                    .bind(s.discharged_at)
+                    .bind(s.origin)
+                    .bind(s.destination)
+                    .bind(s.anomalies.join("\n"))
+                    .bind(s.first_event_at)
+                    .bind(now);
+            }
+            q.execute(&mut *self).await?;
+        }
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------------ direct SQLite
+
+/// A direct SQLite transaction: one row per statement, each statement prepared once
+/// per connection. Its futures never wait (every call blocks and returns), so the
+/// whole publication runs in one blocking task.
+struct Direct<'c>(&'c rusqlite::Transaction<'c>);
+
+impl PublishTx for Direct<'_> {
+    async fn movements(
+        &mut self,
+        est: &str,
+        key: Key,
+        values: &[String],
+        span: Option<(i64, i64)>,
+    ) -> AppResult<Vec<StoredMv>> {
+        let extra = match span {
+            Some(_) => format!(" AND {SAME_NATURE} AND event_time >= $3 AND event_time <= $4"),
+            None => String::new(),
+        };
+        let sql = format!(
+            "SELECT {MV_COLS} FROM movement WHERE establishment_id = $1 AND {} = $2{extra} ORDER BY position",
+            key.column()
+        );
+        let mut stmt = self.0.prepare_cached(&sql)?;
+        let mut out = vec![];
+        for v in values {
+            let mut rows = match span {
+                Some((from, to)) => stmt.query(rusqlite::params![est, v, from, to])?,
+                None => stmt.query(rusqlite::params![est, v])?,
+            };
+            while let Some(r) = rows.next()? {
+                out.push(mv_from_row(r, 0)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn identity_status(&mut self, est: &str, ipps: &[String]) -> AppResult<HashMap<String, Option<String>>> {
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT merged_into_ipp FROM local_identity WHERE establishment_id = $1 AND ipp = $2")?;
+        let mut out = HashMap::new();
+        for ipp in ipps {
+            let mut rows = stmt.query(rusqlite::params![est, ipp])?;
+            if let Some(r) = rows.next()? {
+                out.insert(ipp.clone(), r.get::<_, Option<String>>(0)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn encounter_owners(&mut self, est: &str, ids: &[String]) -> AppResult<HashMap<String, String>> {
+        let mut stmt =
+            self.0.prepare_cached("SELECT ipp FROM encounter WHERE establishment_id = $1 AND encounter_id = $2")?;
+        let mut out = HashMap::new();
+        for id in ids {
+            let mut rows = stmt.query(rusqlite::params![est, id])?;
+            if let Some(r) = rows.next()? {
+                out.insert(id.clone(), r.get::<_, String>(0)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn advance_head(&mut self, n: i64) -> AppResult<i64> {
+        Ok(self.0.prepare_cached(ADVANCE_SQL)?.query_row([n], |r| r.get(0))?)
+    }
+
+    async fn insert_movements(&mut self, rows: &[NewRow], author: &str, now: i64) -> AppResult<()> {
+        let mut stmt =
+            self.0.prepare_cached(&format!("INSERT INTO movement ({MV_COLS}) VALUES ({})", in_list(1, N_MV_COLS)))?;
+        for r in rows {
+            let m = &r.input;
+            stmt.execute(rusqlite::params![
+                r.position,
+                m.establishment_id,
+                m.event_id,
+                m.ipp,
+                m.encounter_id,
+                m.trigger.code(),
+                m.event_time,
+                m.medical_unit,
+                m.care_unit,
+                m.class.map(Class::code).unwrap_or(""),
+                m.target_event_id,
+                m.origin_establishment_id,
+                m.destination_establishment_id,
+                now,
+                author,
+                Option::<String>::None,
+                m.content_hash,
+            ])?;
+        }
+        Ok(())
+    }
+
+    async fn cancel(&mut self, est: &str, target: &str, by: &str) -> AppResult<()> {
+        self.0.prepare_cached(CANCEL_SQL)?.execute(rusqlite::params![by, est, target])?;
+        Ok(())
+    }
+
+    async fn upsert_encounters(&mut self, touched: &Touched, now: i64) -> AppResult<()> {
+        let mut stmt = self.0.prepare_cached(&upsert_encounter_sql(&format!("({})", in_list(1, N_ENC_COLS))))?;
+        for ((est, enc), (ipp, history)) in touched {
+            let s = adt::fold(history);
+            stmt.execute(rusqlite::params![
+                est,
+                enc,
+                ipp,
+                s.status.as_str(),
+                s.class.map(Class::code).unwrap_or(""),
+                s.medical_unit,
+                s.care_unit,
+                s.admitted_at,
+                s.discharged_at,
+                s.origin,
+                s.destination,
+                s.anomalies.join("\n"),
+                s.first_event_at,
+                now,
+            ])?;
+        }
+        Ok(())
+    }
+}
