@@ -41,6 +41,8 @@ pub struct Db {
     /// Blocking connections to the main SQLite file for the hot paths (see
     /// [`SqliteDirect`]); None on PostgreSQL.
     pub direct: Option<std::sync::Arc<SqliteDirect>>,
+    /// The same for the audit file (its writer appends the chain).
+    pub audit_direct: Option<std::sync::Arc<SqliteDirect>>,
 }
 
 /// Blocking (rusqlite) connections to the main SQLite file, for the paths where sqlx
@@ -51,12 +53,14 @@ pub struct Db {
 /// Here a whole transaction runs in one blocking task with cached prepared statements.
 ///
 /// The writer never competes with sqlx's one write connection at the SQLite level:
-/// [`Db::sqlite_write`] holds that connection (idle) for the whole transaction, so
+/// [`SqliteDirect::write`] holds that connection (idle) for the whole transaction, so
 /// writers stay serialised in-process, first come first served, as before.
 pub struct SqliteDirect {
     writer: std::sync::Mutex<rusqlite::Connection>,
     readers: std::sync::Mutex<Vec<rusqlite::Connection>>,
     path: String,
+    /// sqlx's one-connection write pool of the same file, held as a token.
+    sqlx_writer: AnyPool,
 }
 
 /// Reader connections kept open between reads; more are opened under a burst and
@@ -64,12 +68,63 @@ pub struct SqliteDirect {
 const DIRECT_READERS_KEPT: usize = 8;
 
 impl SqliteDirect {
-    fn open(path: &str) -> AppResult<SqliteDirect> {
-        Ok(SqliteDirect {
+    fn open(path: &str, sqlx_writer: &AnyPool) -> AppResult<std::sync::Arc<SqliteDirect>> {
+        Ok(std::sync::Arc::new(SqliteDirect {
             writer: std::sync::Mutex::new(direct_connection(path)?),
             readers: std::sync::Mutex::new(vec![]),
             path: path.to_string(),
+            sqlx_writer: sqlx_writer.clone(),
+        }))
+    }
+
+    /// Runs `f` in one transaction on the direct writer, in a blocking task; commits
+    /// when `f` succeeds, rolls back otherwise.
+    pub async fn write<T, F>(self: &std::sync::Arc<Self>, f: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> AppResult<T> + Send + 'static,
+    {
+        // Held, idle, until the commit: no sqlx write runs meanwhile, so the two
+        // connections never wait on SQLite's file lock for each other.
+        let token = self.sqlx_writer.acquire().await?;
+        let this = self.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut conn = this.writer.lock().map_err(|_| AppError::internal("direct SQLite writer poisoned"))?;
+            let tx = conn.transaction()?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
         })
+        .await
+        .map_err(|e| AppError::internal(format!("direct SQLite write: {e}")))?;
+        drop(token);
+        out
+    }
+
+    /// Runs `f` on a direct reader in a blocking task: one thread hand-off for all its
+    /// statements.
+    pub async fn read<T, F>(self: &std::sync::Arc<Self>, f: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> AppResult<T> + Send + 'static,
+    {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let taken = this.readers.lock().map_err(|_| AppError::internal("direct SQLite readers poisoned"))?.pop();
+            let conn = match taken {
+                Some(c) => c,
+                None => direct_connection(&this.path)?,
+            };
+            let out = f(&conn);
+            if let Ok(mut kept) = this.readers.lock() {
+                if kept.len() < DIRECT_READERS_KEPT {
+                    kept.push(conn);
+                }
+            }
+            out
+        })
+        .await
+        .map_err(|e| AppError::internal(format!("direct SQLite read: {e}")))?
     }
 }
 
@@ -91,6 +146,38 @@ fn direct_connection(path: &str) -> AppResult<rusqlite::Connection> {
 pub struct RegistryCache {
     pub ght_region: std::sync::RwLock<std::collections::HashMap<String, String>>,
     pub establishment: std::sync::RwLock<std::collections::HashMap<String, (String, String)>>,
+}
+
+/// A result row of either back-end (sqlx's `Any` row, or a direct SQLite row; see
+/// [`SqliteDirect`]), read by column index, so decoders are written once.
+pub trait Cols {
+    fn text(&self, i: usize) -> AppResult<String>;
+    fn opt_text(&self, i: usize) -> AppResult<Option<String>>;
+    fn int(&self, i: usize) -> AppResult<i64>;
+}
+
+impl Cols for sqlx::any::AnyRow {
+    fn text(&self, i: usize) -> AppResult<String> {
+        Ok(sqlx::Row::try_get(self, i)?)
+    }
+    fn opt_text(&self, i: usize) -> AppResult<Option<String>> {
+        Ok(sqlx::Row::try_get(self, i)?)
+    }
+    fn int(&self, i: usize) -> AppResult<i64> {
+        Ok(sqlx::Row::try_get(self, i)?)
+    }
+}
+
+impl Cols for rusqlite::Row<'_> {
+    fn text(&self, i: usize) -> AppResult<String> {
+        Ok(self.get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> AppResult<Option<String>> {
+        Ok(self.get(i)?)
+    }
+    fn int(&self, i: usize) -> AppResult<i64> {
+        Ok(self.get(i)?)
+    }
 }
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -139,7 +226,8 @@ impl Db {
                     .map_err(|e| AppError::Internal(format!("audit migrations: {e}")))?;
                 carry_over_audit(&audit_write, &url).await?;
                 let audit_read = sqlite_pool(&audit_url, 2, 10).await?;
-                let direct = SqliteDirect::open(sqlite_path(&url))?;
+                let direct = SqliteDirect::open(sqlite_path(&url), &write)?;
+                let audit_direct = SqliteDirect::open(sqlite_path(&audit_url), &audit_write)?;
                 Db {
                     read,
                     write,
@@ -148,7 +236,8 @@ impl Db {
                     backend,
                     registry_cache: Default::default(),
                     bulk_gate: Default::default(),
-                    direct: Some(std::sync::Arc::new(direct)),
+                    direct: Some(direct),
+                    audit_direct: Some(audit_direct),
                 }
             }
             Backend::Postgres => {
@@ -172,6 +261,7 @@ impl Db {
                     registry_cache: Default::default(),
                     bulk_gate: Default::default(),
                     direct: None,
+                    audit_direct: None,
                 }
             }
         };
@@ -191,56 +281,6 @@ impl Db {
             Backend::Sqlite => Some(self.bulk_gate.lock().await),
             Backend::Postgres => None,
         }
-    }
-
-    /// Runs `f` in one transaction on the direct SQLite writer (see [`SqliteDirect`]),
-    /// in a blocking task; commits when `f` succeeds, rolls back otherwise. SQLite only.
-    pub async fn sqlite_write<T, F>(&self, f: F) -> AppResult<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> AppResult<T> + Send + 'static,
-    {
-        let direct = self.direct.clone().ok_or_else(|| AppError::internal("no direct SQLite connection"))?;
-        // Held, idle, until the commit: no sqlx write runs meanwhile, so the two
-        // connections never wait on SQLite's file lock for each other.
-        let token = self.write.acquire().await?;
-        let out = tokio::task::spawn_blocking(move || {
-            let mut conn = direct.writer.lock().map_err(|_| AppError::internal("direct SQLite writer poisoned"))?;
-            let tx = conn.transaction()?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })
-        .await
-        .map_err(|e| AppError::internal(format!("direct SQLite write: {e}")))?;
-        drop(token);
-        out
-    }
-
-    /// Runs `f` on a direct SQLite reader in a blocking task: one thread hand-off for
-    /// all its statements. SQLite only.
-    pub async fn sqlite_read<T, F>(&self, f: F) -> AppResult<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&rusqlite::Connection) -> AppResult<T> + Send + 'static,
-    {
-        let direct = self.direct.clone().ok_or_else(|| AppError::internal("no direct SQLite connection"))?;
-        tokio::task::spawn_blocking(move || {
-            let taken = direct.readers.lock().map_err(|_| AppError::internal("direct SQLite readers poisoned"))?.pop();
-            let conn = match taken {
-                Some(c) => c,
-                None => direct_connection(&direct.path)?,
-            };
-            let out = f(&conn);
-            if let Ok(mut kept) = direct.readers.lock() {
-                if kept.len() < DIRECT_READERS_KEPT {
-                    kept.push(conn);
-                }
-            }
-            out
-        })
-        .await
-        .map_err(|e| AppError::internal(format!("direct SQLite read: {e}")))?
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -392,7 +432,12 @@ mod tests {
         let entry = |s: &str| AuditEntry { subject: s.into(), decision: "ALLOW".into(), ..Default::default() };
         let db = Db::connect(&url, 2).await.expect("open");
         // The hub as it was: the audit pools were the main file's.
-        let before = Db { audit_read: db.read.clone(), audit_write: db.write.clone(), ..db.clone() };
+        let before = Db {
+            audit_read: db.read.clone(),
+            audit_write: db.write.clone(),
+            audit_direct: db.direct.clone(),
+            ..db.clone()
+        };
         append_batch(&before, &[&entry("a"), &entry("b")]).await.expect("legacy append");
         close(&db).await;
         for suffix in ["", "-wal", "-shm"] {

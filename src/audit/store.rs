@@ -9,14 +9,73 @@ use crate::{db::Db, time::now_micros, AppResult};
 /// across hub replicas on PostgreSQL.
 const AUDIT_CHAIN_LOCK: i64 = 0x6768_7468_7562; // "ghthub"
 
+const HEAD_SQL: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
+const INSERT_SQL: &str = "INSERT INTO audit_log (seq, at, subject, role, ght_id, establishment_id, rpc, data_class, \
+     action, target_ids, target_ght_id, decision, reason, request_id, prev_hash, hash) \
+     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)";
+const TARGET_SQL: &str = "INSERT INTO audit_target (target_id, seq) VALUES ($1, $2)";
+
+/// The distinct, non-empty target ids of an entry (one index row each).
+fn targets(e: &AuditEntry) -> Vec<&str> {
+    let mut seen = std::collections::HashSet::new();
+    e.target_ids.iter().map(String::as_str).filter(|t| !t.is_empty() && seen.insert(*t)).collect()
+}
+
 /// Appends entries in one transaction; returns the seq of the first.
+///
+/// On SQLite the batch runs on the audit file's direct writer (see
+/// [`crate::db::SqliteDirect`]): one blocking task instead of a thread hand-off per
+/// statement, and every nominative read waits for this commit.
 pub async fn append_batch(db: &Db, entries: &[&AuditEntry]) -> AppResult<i64> {
+    if let Some(direct) = &db.audit_direct {
+        let entries: Vec<AuditEntry> = entries.iter().map(|e| (*e).clone()).collect();
+        return direct
+            .write(move |tx| {
+                use rusqlite::OptionalExtension;
+                let head = tx
+                    .prepare_cached(HEAD_SQL)?
+                    .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                    .optional()?;
+                let (mut seq, mut prev) = head.unwrap_or((0, String::new()));
+                let first = seq + 1;
+                let at = now_micros();
+                let mut insert = tx.prepare_cached(INSERT_SQL)?;
+                let mut target = tx.prepare_cached(TARGET_SQL)?;
+                for e in &entries {
+                    seq += 1;
+                    let hash = record_hash(seq, at, e, &prev);
+                    insert.execute(rusqlite::params![
+                        seq,
+                        at,
+                        e.subject,
+                        e.role,
+                        e.ght_id,
+                        e.establishment_id,
+                        e.rpc,
+                        e.data_class,
+                        e.action,
+                        e.target_ids.join("\n"),
+                        e.target_ght_id,
+                        e.decision,
+                        e.reason,
+                        e.request_id,
+                        prev,
+                        hash,
+                    ])?;
+                    for t in targets(e) {
+                        target.execute(rusqlite::params![t, seq])?;
+                    }
+                    prev = hash;
+                }
+                Ok(first)
+            })
+            .await;
+    }
     let mut tx = db.audit_write.begin().await?;
     if db.is_postgres() {
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_CHAIN_LOCK).execute(&mut *tx).await?;
     }
-    let head =
-        sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *tx).await?;
+    let head = sqlx::query(HEAD_SQL).fetch_optional(&mut *tx).await?;
     let (mut seq, mut prev) = match head {
         Some(row) => (row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?),
         None => (0, String::new()),
@@ -27,11 +86,7 @@ pub async fn append_batch(db: &Db, entries: &[&AuditEntry]) -> AppResult<i64> {
     for e in entries {
         seq += 1;
         let hash = record_hash(seq, at, e, &prev);
-        sqlx::query(
-            "INSERT INTO audit_log (seq, at, subject, role, ght_id, establishment_id, rpc, data_class, action, \
-             target_ids, target_ght_id, decision, reason, request_id, prev_hash, hash) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)",
-        )
+        sqlx::query(INSERT_SQL)
         .bind(seq)
         .bind(at)
         .bind(&e.subject)
@@ -50,13 +105,8 @@ pub async fn append_batch(db: &Db, entries: &[&AuditEntry]) -> AppResult<i64> {
         .bind(&hash)
         .execute(&mut *tx)
         .await?;
-        let mut seen = std::collections::HashSet::new();
-        for t in e.target_ids.iter().filter(|t| !t.is_empty() && seen.insert(t.as_str())) {
-            sqlx::query("INSERT INTO audit_target (target_id, seq) VALUES ($1, $2)")
-                .bind(t)
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
+        for t in targets(e) {
+            sqlx::query(TARGET_SQL).bind(t).bind(seq).execute(&mut *tx).await?;
         }
         prev = hash;
     }

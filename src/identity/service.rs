@@ -149,12 +149,9 @@ impl IdentityService {
                 let ght =
                     authorize_at(&self.guard, &self.db, &ctx, IDENT, Action::Read, &key.0, None, vec![audit_ref(&key)])
                         .await?;
-                let mut conn = self.db.read.acquire().await?;
-                let row = store::get(&mut conn, &key.0, &key.1)
+                let (row, locals) = store::get_with_locals(&self.db, &key.0, &key.1)
                     .await?
                     .ok_or_else(|| AppError::not_found(format!("identity {}", audit_ref(&key))))?;
-                let locals = store::locals_of(&mut conn, &row.territorial_id).await?;
-                drop(conn);
                 // The other establishments' identities of this patient, as the policy allows.
                 let others: Vec<String> =
                     distinct(locals.iter().map(|l| l.establishment_id.clone()).filter(|e| *e != key.0));
@@ -259,8 +256,7 @@ impl IdentityService {
                 }
                 Q::Traits(keys, fields) => {
                     let rows = if fields.first_name || fields.birth_date {
-                        let mut conn = self.db.read.acquire().await?;
-                        store::blocked(&mut conn, &ght, keys, Some(&scope.allowed), SEARCH_SCAN).await?
+                        store::blocked_read(&self.db, &ght, keys, Some(&scope.allowed), SEARCH_SCAN).await?
                     } else {
                         store::by_phonetic_name(&self.db, &ght, &keys.birth_name_phon, &scope.allowed, SEARCH_SCAN)
                             .await?

@@ -10,7 +10,7 @@ use super::{
     types::{document_from_str, sex_from_code, Status},
 };
 use crate::{
-    db::{Backend, Db},
+    db::{Backend, Cols, Db},
     facts::TerritoryFacts,
     proto,
     time::to_rfc3339,
@@ -97,32 +97,32 @@ const COLS: &str = "establishment_id, ipp, ght_id, territorial_id, status, ins_m
     merged_into_ipp, created_at, updated_at, updated_by";
 const N_COLS: usize = 25;
 
-fn from_row(r: &sqlx::any::AnyRow) -> AppResult<IdentityRow> {
-    let status: String = r.try_get(4)?;
-    let matricule: Option<String> = r.try_get(5)?;
-    let oid: Option<String> = r.try_get(6)?;
-    let birth_date: String = r.try_get(12)?;
-    let sex: String = r.try_get(13)?;
-    let place: String = r.try_get(14)?;
+fn from_row(r: &impl Cols) -> AppResult<IdentityRow> {
+    let status = r.text(4)?;
+    let matricule = r.opt_text(5)?;
+    let oid = r.opt_text(6)?;
+    let birth_date = r.text(12)?;
+    let sex = r.text(13)?;
+    let place = r.text(14)?;
     Ok(IdentityRow {
-        establishment_id: r.try_get(0)?,
-        ipp: r.try_get(1)?,
-        ght_id: r.try_get(2)?,
-        territorial_id: r.try_get(3)?,
+        establishment_id: r.text(0)?,
+        ipp: r.text(1)?,
+        ght_id: r.text(2)?,
+        territorial_id: r.text(3)?,
         status: Status::parse(&status).ok_or_else(|| AppError::internal(format!("bad stored status {status}")))?,
         ins: matricule.zip(oid).map(|(matricule, oid)| Ins { matricule, oid }),
-        birth_name: r.try_get(7)?,
-        first_given_name: r.try_get(8)?,
-        birth_given_names: r.try_get(9)?,
-        used_name: r.try_get(10)?,
-        used_given_name: r.try_get(11)?,
-        document: r.try_get(15)?,
+        birth_name: r.text(7)?,
+        first_given_name: r.text(8)?,
+        birth_given_names: r.text(9)?,
+        used_name: r.text(10)?,
+        used_given_name: r.text(11)?,
+        document: r.text(15)?,
         keys: MatchKeys {
-            birth_name_norm: r.try_get(16)?,
-            birth_name_phon: r.try_get(17)?,
-            first_name_norm: r.try_get(18)?,
-            first_name_phon: r.try_get(19)?,
-            given_names_norm: r.try_get(20)?,
+            birth_name_norm: r.text(16)?,
+            birth_name_phon: r.text(17)?,
+            first_name_norm: r.text(18)?,
+            first_name_phon: r.text(19)?,
+            given_names_norm: r.text(20)?,
             birth_date: birth_date.clone(),
             sex: sex.clone(),
             birth_place_code: place.clone(),
@@ -130,10 +130,10 @@ fn from_row(r: &sqlx::any::AnyRow) -> AppResult<IdentityRow> {
         birth_date,
         sex,
         birth_place_code: place,
-        merged_into_ipp: r.try_get(21)?,
-        created_at: r.try_get(22)?,
-        updated_at: r.try_get(23)?,
-        updated_by: r.try_get(24)?,
+        merged_into_ipp: r.opt_text(21)?,
+        created_at: r.int(22)?,
+        updated_at: r.int(23)?,
+        updated_by: r.text(24)?,
     })
 }
 
@@ -296,6 +296,56 @@ pub async fn locals_of(conn: &mut AnyConnection, territorial_id: &str) -> AppRes
     rows.iter().map(from_row).collect()
 }
 
+/// Runs read statements that select [`COLS`] with text binds (`$n` in order), each
+/// returning its identities. On SQLite all of them run on one direct reader in one
+/// blocking task (see [`crate::db::SqliteDirect`]): a search is one thread hand-off
+/// instead of one per statement and one per row.
+async fn read_identities(db: &Db, statements: Vec<(String, Vec<String>)>) -> AppResult<Vec<Vec<IdentityRow>>> {
+    if let Some(direct) = &db.direct {
+        return direct
+            .read(move |conn| {
+                let mut out = Vec::with_capacity(statements.len());
+                for (sql, binds) in &statements {
+                    let mut stmt = conn.prepare_cached(sql)?;
+                    let mut rows = stmt.query(rusqlite::params_from_iter(binds))?;
+                    let mut found = vec![];
+                    while let Some(r) = rows.next()? {
+                        found.push(from_row(r)?);
+                    }
+                    out.push(found);
+                }
+                Ok(out)
+            })
+            .await;
+    }
+    let mut conn = db.read.acquire().await?;
+    let mut out = Vec::with_capacity(statements.len());
+    for (sql, binds) in &statements {
+        let mut q = sqlx::query(sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        out.push(q.fetch_all(&mut *conn).await?.iter().map(from_row).collect::<AppResult<Vec<_>>>()?);
+    }
+    Ok(out)
+}
+
+/// An identity and every local identity of its territorial identity (itself included),
+/// read together.
+pub async fn get_with_locals(db: &Db, est: &str, ipp: &str) -> AppResult<Option<(IdentityRow, Vec<IdentityRow>)>> {
+    let get = format!("SELECT {COLS} FROM local_identity WHERE establishment_id = $1 AND ipp = $2");
+    let locals = format!(
+        "SELECT {COLS} FROM local_identity WHERE territorial_id = \
+         (SELECT territorial_id FROM local_identity WHERE establishment_id = $1 AND ipp = $2) \
+         ORDER BY establishment_id, ipp"
+    );
+    let binds = vec![est.to_string(), ipp.to_string()];
+    let mut found = read_identities(db, vec![(get, binds.clone()), (locals, binds)]).await?.into_iter();
+    let row = found.next().and_then(|mut v| v.pop());
+    let locals = found.next().unwrap_or_default();
+    Ok(row.map(|r| (r, locals)))
+}
+
 /// Qualified, unmerged identities of the GHT carrying this INS.
 pub async fn with_ins(conn: &mut AnyConnection, ght: &str, ins: &Ins) -> AppResult<Vec<IdentityRow>> {
     let rows = sqlx::query(&format!(
@@ -321,18 +371,43 @@ pub async fn blocked(
     establishments: Option<&[String]>,
     per_block: i64,
 ) -> AppResult<Vec<IdentityRow>> {
-    let est_filter = |first: usize| match establishments {
-        Some(e) => format!(" AND establishment_id IN ({})", in_list(first, e.len())),
+    let mut found = vec![];
+    for (sql, binds) in block_statements(ght, keys, establishments, per_block) {
+        let mut q = sqlx::query(&sql);
+        for b in &binds {
+            q = q.bind(b);
+        }
+        found.push(q.fetch_all(&mut *conn).await?.iter().map(from_row).collect::<AppResult<Vec<_>>>()?);
+    }
+    Ok(distinct_rows(found))
+}
+
+/// [`blocked`] outside a transaction (a search), on the read side.
+pub async fn blocked_read(
+    db: &Db,
+    ght: &str,
+    keys: &MatchKeys,
+    establishments: Option<&[String]>,
+    per_block: i64,
+) -> AppResult<Vec<IdentityRow>> {
+    Ok(distinct_rows(read_identities(db, block_statements(ght, keys, establishments, per_block)).await?))
+}
+
+/// The statements of the three blocks (a block whose keys are unknown is skipped).
+fn block_statements(
+    ght: &str,
+    keys: &MatchKeys,
+    establishments: Option<&[String]>,
+    per_block: i64,
+) -> Vec<(String, Vec<String>)> {
+    let est_filter = match establishments {
+        Some(e) => format!(" AND establishment_id IN ({})", in_list(4, e.len())),
         None => String::new(),
     };
-    let mut out: Vec<IdentityRow> = vec![];
-    let mut seen = std::collections::HashSet::new();
-    let blocks: [(&str, &str, &str); 3] = [
-        ("birth_name_phon", "first_name_phon", "name+first"),
-        ("birth_name_phon", "birth_date", "name+date"),
-        ("birth_date", "first_name_phon", "date+first"),
-    ];
-    for (c1, c2, _) in blocks {
+    let blocks: [(&str, &str); 3] =
+        [("birth_name_phon", "first_name_phon"), ("birth_name_phon", "birth_date"), ("birth_date", "first_name_phon")];
+    let mut out = vec![];
+    for (c1, c2) in blocks {
         let v = |c: &str| match c {
             "birth_name_phon" => keys.birth_name_phon.clone(),
             "first_name_phon" => keys.first_name_phon.clone(),
@@ -344,21 +419,19 @@ pub async fn blocked(
         }
         let sql = format!(
             "SELECT {COLS} FROM local_identity WHERE ght_id = $1 AND {c1} = $2 AND {c2} = $3 \
-             AND merged_into_ipp IS NULL{} LIMIT {per_block}",
-            est_filter(4)
+             AND merged_into_ipp IS NULL{est_filter} LIMIT {per_block}"
         );
-        let mut q = sqlx::query(&sql).bind(ght).bind(v1).bind(v2);
-        for e in establishments.unwrap_or_default() {
-            q = q.bind(e);
-        }
-        for r in q.fetch_all(&mut *conn).await? {
-            let row = from_row(&r)?;
-            if seen.insert((row.establishment_id.clone(), row.ipp.clone())) {
-                out.push(row);
-            }
-        }
+        let mut binds = vec![ght.to_string(), v1, v2];
+        binds.extend(establishments.unwrap_or_default().iter().cloned());
+        out.push((sql, binds));
     }
-    Ok(out)
+    out
+}
+
+/// The rows of several statements, each identity once (first seen first).
+fn distinct_rows(found: Vec<Vec<IdentityRow>>) -> Vec<IdentityRow> {
+    let mut seen = std::collections::HashSet::new();
+    found.into_iter().flatten().filter(|r| seen.insert((r.establishment_id.clone(), r.ipp.clone()))).collect()
 }
 
 /// Identities with the same phonetic birth name (a search without date or first name).
@@ -374,12 +447,9 @@ pub async fn by_phonetic_name(
          AND establishment_id IN ({}) LIMIT {limit}",
         in_list(3, establishments.len())
     );
-    let mut q = sqlx::query(&sql).bind(ght).bind(phon);
-    for e in establishments {
-        q = q.bind(e);
-    }
-    let rows = q.fetch_all(&db.read).await?;
-    rows.iter().map(from_row).collect()
+    let mut binds = vec![ght.to_string(), phon.to_string()];
+    binds.extend(establishments.iter().cloned());
+    Ok(read_identities(db, vec![(sql, binds)]).await?.into_iter().flatten().collect())
 }
 
 /// Qualified identities carrying this INS in these establishments.
@@ -395,12 +465,9 @@ pub async fn search_ins(
          AND status = 'QUALIFIEE' AND establishment_id IN ({}) ORDER BY establishment_id, ipp LIMIT {limit}",
         in_list(4, establishments.len())
     );
-    let mut q = sqlx::query(&sql).bind(&ins.matricule).bind(&ins.oid).bind(ght);
-    for e in establishments {
-        q = q.bind(e);
-    }
-    let rows = q.fetch_all(&db.read).await?;
-    rows.iter().map(from_row).collect()
+    let mut binds = vec![ins.matricule.clone(), ins.oid.clone(), ght.to_string()];
+    binds.extend(establishments.iter().cloned());
+    Ok(read_identities(db, vec![(sql, binds)]).await?.into_iter().flatten().collect())
 }
 
 /// Applies changes with optimistic checks: each row must hold the `before` value,

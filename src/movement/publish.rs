@@ -79,10 +79,10 @@ trait PublishTx {
 /// failure fails the whole batch (nothing committed).
 pub async fn publish_batch(db: &Db, batch: &[MovementInput], author: &str, now: i64) -> AppResult<Vec<Outcome>> {
     let _turn = db.bulk_write_turn().await;
-    if db.direct.is_some() {
+    if let Some(direct) = &db.direct {
         let (batch, author) = (batch.to_vec(), author.to_string());
-        return db
-            .sqlite_write(move |tx| futures::executor::block_on(publish_in(&mut Direct(tx), &batch, &author, now)))
+        return direct
+            .write(move |tx| futures::executor::block_on(publish_in(&mut Direct(tx), &batch, &author, now)))
             .await;
     }
     let mut tx = db.write.begin().await?;

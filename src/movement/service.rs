@@ -25,10 +25,12 @@ const MOVE: DataClass = DataClass::MovementNominative;
 
 /// Most movements one transaction commits on SQLite. Every other write to the main
 /// file (an identity upsert, an inventory push) waits for the batch holding the one
-/// writer: 128 movements hold it ~10 ms. (The audit trail has its own file and writer.) Measured with `ghthub load` (4 streams,
-/// 8 unary workers): 1,024 gave 11,300 events/s but unary p99 534 ms; 256 gave 13,600
-/// events/s and p99 105 ms; 128 gives 11,100 events/s and p99 64 ms.
-pub const MAX_BATCH_SQLITE: usize = 1024;
+/// writer. Since batches run on the direct writer (see `publish`), 256 movements hold
+/// it ~9 ms, what 128 held before. `cargo bench --bench movements` over one stream
+/// (200,000 identities loaded): 128 gives 18,600 events/s, 256 gives 23,200, 1,024
+/// gives 25,400 but holds the writer ~40 ms; `ghthub load` (4 streams, 8 unary
+/// workers) with 256: 8,700 events/s next to 798 unary RPC/s, p99 54 ms.
+pub const MAX_BATCH_SQLITE: usize = 256;
 /// Most movements one transaction commits on PostgreSQL: other writes do not wait for
 /// movement batches there, and larger batches save round trips.
 pub const MAX_BATCH_POSTGRES: usize = 1024;

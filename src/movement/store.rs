@@ -62,39 +62,7 @@ impl StoredMv {
     }
 }
 
-/// A result row of either back-end (sqlx's `Any` row, or a direct SQLite row; see
-/// [`crate::db::SqliteDirect`]), read by column index, so decoders are written once.
-pub(super) trait Cols {
-    fn text(&self, i: usize) -> AppResult<String>;
-    fn opt_text(&self, i: usize) -> AppResult<Option<String>>;
-    fn int(&self, i: usize) -> AppResult<i64>;
-}
-
-impl Cols for sqlx::any::AnyRow {
-    fn text(&self, i: usize) -> AppResult<String> {
-        Ok(self.try_get(i)?)
-    }
-    fn opt_text(&self, i: usize) -> AppResult<Option<String>> {
-        Ok(self.try_get(i)?)
-    }
-    fn int(&self, i: usize) -> AppResult<i64> {
-        Ok(self.try_get(i)?)
-    }
-}
-
-impl Cols for rusqlite::Row<'_> {
-    fn text(&self, i: usize) -> AppResult<String> {
-        Ok(self.get(i)?)
-    }
-    fn opt_text(&self, i: usize) -> AppResult<Option<String>> {
-        Ok(self.get(i)?)
-    }
-    fn int(&self, i: usize) -> AppResult<i64> {
-        Ok(self.get(i)?)
-    }
-}
-
-pub(super) fn mv_from_row(r: &impl Cols, offset: usize) -> AppResult<StoredMv> {
+pub(super) fn mv_from_row(r: &impl crate::db::Cols, offset: usize) -> AppResult<StoredMv> {
     let trigger = r.text(offset + 5)?;
     let class = r.text(offset + 9)?;
     Ok(StoredMv {
