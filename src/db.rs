@@ -1,7 +1,8 @@
 //! Storage: sqlx over SQLite (embedded default) or PostgreSQL (scale-out), chosen by URL.
 //!
 //! Queries are written once in portable SQL (`$1` placeholders, BIGINT times) and run
-//! through sqlx's `Any` driver. DDL differs, so migrations live in one folder per back-end.
+//! through sqlx's `Any` driver, except the hot paths on SQLite, which run the same SQL on
+//! direct blocking connections (see [`SqliteDirect`]). DDL differs, so migrations live in one folder per back-end.
 //! SQLite allows one writer at a time: the hub gives it a single-connection write pool so
 //! writers queue in-process instead of failing with `database is locked`. The audit trail
 //! lives in a second SQLite file (`<database>-audit.db`) with its own writer: the audit
