@@ -87,24 +87,24 @@ pub async fn append_batch(db: &Db, entries: &[&AuditEntry]) -> AppResult<i64> {
         seq += 1;
         let hash = record_hash(seq, at, e, &prev);
         sqlx::query(INSERT_SQL)
-        .bind(seq)
-        .bind(at)
-        .bind(&e.subject)
-        .bind(&e.role)
-        .bind(&e.ght_id)
-        .bind(&e.establishment_id)
-        .bind(&e.rpc)
-        .bind(&e.data_class)
-        .bind(&e.action)
-        .bind(e.target_ids.join("\n"))
-        .bind(&e.target_ght_id)
-        .bind(&e.decision)
-        .bind(&e.reason)
-        .bind(&e.request_id)
-        .bind(&prev)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
+            .bind(seq)
+            .bind(at)
+            .bind(&e.subject)
+            .bind(&e.role)
+            .bind(&e.ght_id)
+            .bind(&e.establishment_id)
+            .bind(&e.rpc)
+            .bind(&e.data_class)
+            .bind(&e.action)
+            .bind(e.target_ids.join("\n"))
+            .bind(&e.target_ght_id)
+            .bind(&e.decision)
+            .bind(&e.reason)
+            .bind(&e.request_id)
+            .bind(&prev)
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await?;
         for t in targets(e) {
             sqlx::query(TARGET_SQL).bind(t).bind(seq).execute(&mut *tx).await?;
         }

@@ -60,8 +60,13 @@ impl Key {
 trait PublishTx {
     /// Movements of `est` whose `key` is one of `values`, in position order per value;
     /// with `span`, only the active same-nature ones whose event time is in it.
-    async fn movements(&mut self, est: &str, key: Key, values: &[String], span: Option<(i64, i64)>)
-        -> AppResult<Vec<StoredMv>>;
+    async fn movements(
+        &mut self,
+        est: &str,
+        key: Key,
+        values: &[String],
+        span: Option<(i64, i64)>,
+    ) -> AppResult<Vec<StoredMv>>;
     /// For each IPP: absent (not published), or published with the IPP it was merged
     /// into, if any.
     async fn identity_status(&mut self, est: &str, ipps: &[String]) -> AppResult<HashMap<String, Option<String>>>;
@@ -310,7 +315,6 @@ fn check_one(
     }
     Ok((mv, effect))
 }
-
 
 /// `INSERT INTO encounter … VALUES <values> ON CONFLICT … DO UPDATE` (both back-ends).
 fn upsert_encounter_sql(values: &str) -> String {

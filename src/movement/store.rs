@@ -93,7 +93,6 @@ pub(super) fn mv_from_row(r: &impl crate::db::Cols, offset: usize) -> AppResult<
 pub(super) const SAME_NATURE: &str =
     "cancelled_by IS NULL AND trigger_code NOT IN ('A11', 'A12', 'A13', 'A38', 'A52', 'A53', 'Z81', 'Z99')";
 
-
 pub(super) const ENC_COLS: &str = "establishment_id, encounter_id, ipp, status, encounter_class, medical_unit, care_unit, \
     admitted_at, discharged_at, origin_establishment_id, destination_establishment_id, anomalies, first_event_at, updated_at";
 pub(super) const N_ENC_COLS: usize = 14;
