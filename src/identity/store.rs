@@ -909,23 +909,23 @@ pub async fn insert_event(conn: &mut AnyConnection, e: &EventRow) -> AppResult<(
 const EVENT_COLS: &str = "e.id, e.ght_id, e.kind, e.author, e.at, e.reason, e.identities, e.territorial_id, \
                           e.other_territorial_id, e.related_event_id, e.changes";
 
-fn event_from_row(r: &sqlx::any::AnyRow) -> AppResult<EventRow> {
-    let identities: String = r.try_get(6)?;
-    let changes: String = r.try_get(10)?;
+fn event_from_row(r: &impl Cols) -> AppResult<EventRow> {
+    let identities = r.text(6)?;
+    let changes = r.text(10)?;
     Ok(EventRow {
-        id: r.try_get(0)?,
-        ght_id: r.try_get(1)?,
-        kind: r.try_get(2)?,
-        author: r.try_get(3)?,
-        at: r.try_get(4)?,
-        reason: r.try_get(5)?,
+        id: r.text(0)?,
+        ght_id: r.text(1)?,
+        kind: r.text(2)?,
+        author: r.text(3)?,
+        at: r.int(4)?,
+        reason: r.text(5)?,
         identities: identities
             .split(' ')
             .filter_map(|s| s.split_once(':').map(|(e, i)| (e.to_string(), i.to_string())))
             .collect(),
-        territorial_id: r.try_get(7)?,
-        other_territorial_id: r.try_get(8)?,
-        related_event_id: r.try_get(9)?,
+        territorial_id: r.text(7)?,
+        other_territorial_id: r.text(8)?,
+        related_event_id: r.opt_text(9)?,
         changes: serde_json::from_str(&changes)?,
     })
 }
@@ -953,14 +953,34 @@ pub async fn undone_by(conn: &mut AnyConnection, merge_id: &str) -> AppResult<Op
 /// Events concerning a territorial identity, newest first (at most 50); a MERGE
 /// shows the UNMERGE that undid it.
 pub async fn events_of(db: &Db, territorial_id: &str) -> AppResult<Vec<proto::IdentityEvent>> {
-    let rows = sqlx::query(&format!(
+    let sql = format!(
         "SELECT {EVENT_COLS} FROM identity_event e JOIN identity_event_ref r ON r.event_id = e.id \
          WHERE r.territorial_id = $1 ORDER BY e.at DESC, e.id LIMIT 50"
-    ))
-    .bind(territorial_id)
-    .fetch_all(&db.read)
-    .await?;
-    let mut events: Vec<EventRow> = rows.iter().map(event_from_row).collect::<AppResult<_>>()?;
+    );
+    // Read with every GetIdentity: on the direct reader on SQLite (see `read_identities`).
+    let mut events: Vec<EventRow> = match &db.direct {
+        Some(direct) => {
+            let id = territorial_id.to_string();
+            direct
+                .read(move |conn| {
+                    let mut stmt = conn.prepare_cached(&sql)?;
+                    let mut rows = stmt.query([&id])?;
+                    let mut out = vec![];
+                    while let Some(r) = rows.next()? {
+                        out.push(event_from_row(r)?);
+                    }
+                    Ok(out)
+                })
+                .await?
+        }
+        None => sqlx::query(&sql)
+            .bind(territorial_id)
+            .fetch_all(&db.read)
+            .await?
+            .iter()
+            .map(event_from_row)
+            .collect::<AppResult<_>>()?,
+    };
     let undo: std::collections::HashMap<String, String> = events
         .iter()
         .filter(|e| e.kind == "UNMERGE")

@@ -324,11 +324,38 @@ fn upsert_encounter_sql(values: &str) -> String {
     )
 }
 
+/// Look-ups of one establishment's rows by key, `… AND <key> IN (…)` or `= $2`: the
+/// key and one (nullable) value.
+const IDENTITY_STATUS_SQL: &str = "SELECT ipp, merged_into_ipp FROM local_identity WHERE establishment_id = $1 AND ipp";
+const ENCOUNTER_OWNER_SQL: &str =
+    "SELECT encounter_id, ipp FROM encounter WHERE establishment_id = $1 AND encounter_id";
+
 const CANCEL_SQL: &str =
     "UPDATE movement SET cancelled_by = $1 WHERE establishment_id = $2 AND event_id = $3 AND cancelled_by IS NULL";
 const ADVANCE_SQL: &str = "UPDATE movement_head SET position = position + $1 WHERE id = 1 RETURNING position";
 
 // ------------------------------------------------------------------ sqlx (PostgreSQL)
+
+/// `select` (one of the look-ups above) for every value, by IN lists: key → value.
+async fn pairs(
+    conn: &mut AnyConnection,
+    select: &str,
+    est: &str,
+    values: &[String],
+) -> AppResult<HashMap<String, Option<String>>> {
+    let mut out = HashMap::new();
+    for chunk in values.chunks(in_chunk(conn)) {
+        let sql = format!("{select} IN ({})", in_list(2, chunk.len()));
+        let mut q = sqlx::query(&sql).bind(est);
+        for v in chunk {
+            q = q.bind(v);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            out.insert(r.try_get::<String, _>(0)?, r.try_get::<Option<String>, _>(1)?);
+        }
+    }
+    Ok(out)
+}
 
 impl PublishTx for AnyConnection {
     async fn movements(
@@ -361,39 +388,11 @@ impl PublishTx for AnyConnection {
     }
 
     async fn identity_status(&mut self, est: &str, ipps: &[String]) -> AppResult<HashMap<String, Option<String>>> {
-        let mut out = HashMap::new();
-        for chunk in ipps.chunks(in_chunk(self)) {
-            let sql = format!(
-                "SELECT ipp, merged_into_ipp FROM local_identity WHERE establishment_id = $1 AND ipp IN ({})",
-                in_list(2, chunk.len())
-            );
-            let mut q = sqlx::query(&sql).bind(est);
-            for v in chunk {
-                q = q.bind(v);
-            }
-            for r in q.fetch_all(&mut *self).await? {
-                out.insert(r.try_get::<String, _>(0)?, r.try_get::<Option<String>, _>(1)?);
-            }
-        }
-        Ok(out)
+        pairs(self, IDENTITY_STATUS_SQL, est, ipps).await
     }
 
     async fn encounter_owners(&mut self, est: &str, ids: &[String]) -> AppResult<HashMap<String, String>> {
-        let mut out = HashMap::new();
-        for chunk in ids.chunks(in_chunk(self)) {
-            let sql = format!(
-                "SELECT encounter_id, ipp FROM encounter WHERE establishment_id = $1 AND encounter_id IN ({})",
-                in_list(2, chunk.len())
-            );
-            let mut q = sqlx::query(&sql).bind(est);
-            for v in chunk {
-                q = q.bind(v);
-            }
-            for r in q.fetch_all(&mut *self).await? {
-                out.insert(r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?);
-            }
-        }
-        Ok(out)
+        Ok(pairs(self, ENCOUNTER_OWNER_SQL, est, ids).await?.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
     }
 
     async fn advance_head(&mut self, n: i64) -> AppResult<i64> {
@@ -480,6 +479,21 @@ impl PublishTx for AnyConnection {
 /// whole publication runs in one blocking task.
 struct Direct<'c>(&'c rusqlite::Transaction<'c>);
 
+impl Direct<'_> {
+    /// `select` (one of the look-ups above) for each value: key → value.
+    fn pairs(&self, select: &str, est: &str, values: &[String]) -> AppResult<HashMap<String, Option<String>>> {
+        let mut stmt = self.0.prepare_cached(&format!("{select} = $2"))?;
+        let mut out = HashMap::new();
+        for v in values {
+            let mut rows = stmt.query(rusqlite::params![est, v])?;
+            if let Some(r) = rows.next()? {
+                out.insert(v.clone(), r.get::<_, Option<String>>(1)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl PublishTx for Direct<'_> {
     async fn movements(
         &mut self,
@@ -511,30 +525,11 @@ impl PublishTx for Direct<'_> {
     }
 
     async fn identity_status(&mut self, est: &str, ipps: &[String]) -> AppResult<HashMap<String, Option<String>>> {
-        let mut stmt = self
-            .0
-            .prepare_cached("SELECT merged_into_ipp FROM local_identity WHERE establishment_id = $1 AND ipp = $2")?;
-        let mut out = HashMap::new();
-        for ipp in ipps {
-            let mut rows = stmt.query(rusqlite::params![est, ipp])?;
-            if let Some(r) = rows.next()? {
-                out.insert(ipp.clone(), r.get::<_, Option<String>>(0)?);
-            }
-        }
-        Ok(out)
+        self.pairs(IDENTITY_STATUS_SQL, est, ipps)
     }
 
     async fn encounter_owners(&mut self, est: &str, ids: &[String]) -> AppResult<HashMap<String, String>> {
-        let mut stmt =
-            self.0.prepare_cached("SELECT ipp FROM encounter WHERE establishment_id = $1 AND encounter_id = $2")?;
-        let mut out = HashMap::new();
-        for id in ids {
-            let mut rows = stmt.query(rusqlite::params![est, id])?;
-            if let Some(r) = rows.next()? {
-                out.insert(id.clone(), r.get::<_, String>(0)?);
-            }
-        }
-        Ok(out)
+        Ok(self.pairs(ENCOUNTER_OWNER_SQL, est, ids)?.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
     }
 
     async fn advance_head(&mut self, n: i64) -> AppResult<i64> {
