@@ -241,6 +241,21 @@ async fn cancellations(hub: &TestHub) {
     // An encounter belongs to one patient.
     let a = publish(&p.dr1, vec![mv("x1", E1, "P1", "V2", T::A02Transfer, "2026-01-06T08:00:00Z")]).await;
     assert!(a[0].message.contains("belongs to another patient"), "{a:?}");
+    // A rejected first movement of an unknown encounter leaves nothing behind, even when
+    // its batch commits another movement: the encounter is not created, nor claimed.
+    let a = publish(
+        &p.dr1,
+        vec![
+            cancel("g0", E1, "P2", "V9", T::A11CancelAdmit, "no-such-event"),
+            mv("g1", E1, "P2", "V10", T::A01Admit, "2026-03-01T08:00:00Z"),
+        ],
+    )
+    .await;
+    assert_eq!(status(&a[0]).0, Ack::Rejected);
+    assert_eq!(status(&a[1]).0, Ack::Accepted);
+    assert_eq!(encounter(&p.dr1, E1, "V9").await.unwrap_err().code(), Code::NotFound);
+    let a = publish(&p.dr1, vec![mv("g2", E1, "P1", "V9", T::A01Admit, "2026-03-02T08:00:00Z")]).await;
+    assert_eq!(status(&a[0]).0, Ack::Accepted, "V9 is free for P1: {a:?}");
 }
 on_every_backend!(cancellations_match_their_target_and_unknown_ones_are_refused, cancellations);
 

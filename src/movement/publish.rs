@@ -70,8 +70,6 @@ trait PublishTx {
     /// For each IPP: absent (not published), or published with the IPP it was merged
     /// into, if any.
     async fn identity_status(&mut self, est: &str, ipps: &[String]) -> AppResult<HashMap<String, Option<String>>>;
-    /// The IPP of each encounter already stored.
-    async fn encounter_owners(&mut self, est: &str, ids: &[String]) -> AppResult<HashMap<String, String>>;
     /// Advances the position counter by `n`; returns the new head.
     async fn advance_head(&mut self, n: i64) -> AppResult<i64>;
     async fn insert_movements(&mut self, rows: &[NewRow], author: &str, now: i64) -> AppResult<()>;
@@ -142,7 +140,10 @@ async fn publish_in(
         let identities = tx.identity_status(est, &ipps).await?;
         let encounter_ids = distinct(&|m| Some(m.encounter_id.clone()));
         let mut histories: HashMap<String, Vec<Mv>> = HashMap::new();
-        let mut owners: HashMap<String, String> = tx.encounter_owners(est, &encounter_ids).await?;
+        // An encounter's patient is the IPP of its movements: publication is the only
+        // writer of movements and encounters, it stores an encounter only with an
+        // accepted movement, and it accepts only the owner's movements.
+        let mut owners: HashMap<String, String> = HashMap::new();
         for s in tx.movements(est, Key::EncounterId, &encounter_ids, None).await? {
             owners.entry(s.encounter_id.clone()).or_insert_with(|| s.ipp.clone());
             histories.entry(s.encounter_id.clone()).or_default().push(s.mv);
@@ -286,8 +287,6 @@ fn check_one(
         }
     }
     let enc = (est.to_string(), m.encounter_id.clone());
-    let entry =
-        touched.entry(enc).or_insert_with(|| (m.ipp.clone(), histories.remove(&m.encounter_id).unwrap_or_default()));
     let mv = Mv {
         position: PROVISIONAL + new_rows.len() as i64,
         event_id: m.event_id.clone(),
@@ -301,7 +300,11 @@ fn check_one(
         destination: m.destination_establishment_id.clone(),
         cancelled_by: None,
     };
-    let effect = adt::check(&entry.1, &mv)?;
+    let history = match touched.get(&enc) {
+        Some((_, h)) => h.as_slice(),
+        None => histories.get(&m.encounter_id).map_or(&[][..], Vec::as_slice),
+    };
+    let effect = adt::check(history, &mv)?;
     if effect == Effect::Insert {
         if let Some(other) = same_nature.get(&nature_key(&m.ipp, &mv)) {
             return Err(AppError::precondition(format!(
@@ -313,6 +316,9 @@ fn check_one(
             )));
         }
     }
+    // Only an accepted movement claims its encounter: a rejected first movement of an
+    // unknown encounter must not leave an encounter row (with its patient) behind.
+    touched.entry(enc).or_insert_with(|| (m.ipp.clone(), histories.remove(&m.encounter_id).unwrap_or_default()));
     Ok((mv, effect))
 }
 
@@ -324,11 +330,9 @@ fn upsert_encounter_sql(values: &str) -> String {
     )
 }
 
-/// Look-ups of one establishment's rows by key, `… AND <key> IN (…)` or `= $2`: the
-/// key and one (nullable) value.
+/// The look-up of one establishment's identities by IPP, `… AND ipp IN (…)` or
+/// `= $2`: the IPP and the IPP it was merged into, if any.
 const IDENTITY_STATUS_SQL: &str = "SELECT ipp, merged_into_ipp FROM local_identity WHERE establishment_id = $1 AND ipp";
-const ENCOUNTER_OWNER_SQL: &str =
-    "SELECT encounter_id, ipp FROM encounter WHERE establishment_id = $1 AND encounter_id";
 
 const CANCEL_SQL: &str =
     "UPDATE movement SET cancelled_by = $1 WHERE establishment_id = $2 AND event_id = $3 AND cancelled_by IS NULL";
@@ -336,7 +340,7 @@ const ADVANCE_SQL: &str = "UPDATE movement_head SET position = position + $1 WHE
 
 // ------------------------------------------------------------------ sqlx (PostgreSQL)
 
-/// `select` (one of the look-ups above) for every value, by IN lists: key → value.
+/// `select` (the look-up above) for every value, by IN lists: key → value.
 async fn pairs(
     conn: &mut AnyConnection,
     select: &str,
@@ -389,10 +393,6 @@ impl PublishTx for AnyConnection {
 
     async fn identity_status(&mut self, est: &str, ipps: &[String]) -> AppResult<HashMap<String, Option<String>>> {
         pairs(self, IDENTITY_STATUS_SQL, est, ipps).await
-    }
-
-    async fn encounter_owners(&mut self, est: &str, ids: &[String]) -> AppResult<HashMap<String, String>> {
-        Ok(pairs(self, ENCOUNTER_OWNER_SQL, est, ids).await?.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
     }
 
     async fn advance_head(&mut self, n: i64) -> AppResult<i64> {
@@ -480,7 +480,7 @@ impl PublishTx for AnyConnection {
 struct Direct<'c>(&'c rusqlite::Transaction<'c>);
 
 impl Direct<'_> {
-    /// `select` (one of the look-ups above) for each value: key → value.
+    /// `select` (the look-up above) for each value: key → value.
     fn pairs(&self, select: &str, est: &str, values: &[String]) -> AppResult<HashMap<String, Option<String>>> {
         let mut stmt = self.0.prepare_cached(&format!("{select} = $2"))?;
         let mut out = HashMap::new();
@@ -526,10 +526,6 @@ impl PublishTx for Direct<'_> {
 
     async fn identity_status(&mut self, est: &str, ipps: &[String]) -> AppResult<HashMap<String, Option<String>>> {
         self.pairs(IDENTITY_STATUS_SQL, est, ipps)
-    }
-
-    async fn encounter_owners(&mut self, est: &str, ids: &[String]) -> AppResult<HashMap<String, String>> {
-        Ok(self.pairs(ENCOUNTER_OWNER_SQL, est, ids)?.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
     }
 
     async fn advance_head(&mut self, n: i64) -> AppResult<i64> {
