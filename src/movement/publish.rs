@@ -323,8 +323,18 @@ fn check_one(
 }
 
 /// `INSERT INTO encounter … VALUES <values> ON CONFLICT … DO UPDATE` (both back-ends).
+///
+/// The update leaves the key and the patient (`ipp`) alone: an encounter's patient
+/// never changes (a movement of another patient is refused), and a column in the SET
+/// list makes SQLite rewrite its index entries (`encounter_by_patient`: one page
+/// written at a random place per encounter and batch).
 fn upsert_encounter_sql(values: &str) -> String {
-    let updates = ENC_COLS.split(", ").skip(2).map(|c| format!("{c} = excluded.{c}")).collect::<Vec<_>>().join(", ");
+    let updates = ENC_COLS
+        .split(", ")
+        .filter(|c| !matches!(*c, "establishment_id" | "encounter_id" | "ipp"))
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "INSERT INTO encounter ({ENC_COLS}) VALUES {values} ON CONFLICT (establishment_id, encounter_id) DO UPDATE SET {updates}"
     )
