@@ -372,6 +372,11 @@ async fn sqlite_pool(url: &str, connections: u32, acquire_secs: u64) -> AppResul
     AnyPoolOptions::new()
         .max_connections(connections)
         .acquire_timeout(Duration::from_secs(acquire_secs))
+        // sqlx pings a connection before handing it out, by default: for an embedded
+        // SQLite connection that is one more round trip to its worker thread on every
+        // acquire (every call, every movement batch's write token) and it checks
+        // nothing a statement would not.
+        .test_before_acquire(false)
         .after_connect(sqlite_pragmas)
         .connect_with(opts)
         .await

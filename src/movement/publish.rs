@@ -516,10 +516,10 @@ impl PublishTx for Direct<'_> {
             Some(_) => format!(" AND {SAME_NATURE} AND event_time >= $3 AND event_time <= $4"),
             None => String::new(),
         };
-        let sql = format!(
-            "SELECT {MV_COLS} FROM movement WHERE establishment_id = $1 AND {} = $2{extra} ORDER BY position",
-            key.column()
-        );
+        // No ORDER BY: the indexes give the rows of one value in another order, and
+        // SQLite would build a temporary B-tree for each look-up (hundreds per batch);
+        // the few rows of one value are sorted here instead.
+        let sql = format!("SELECT {MV_COLS} FROM movement WHERE establishment_id = $1 AND {} = $2{extra}", key.column());
         let mut stmt = self.0.prepare_cached(&sql)?;
         let mut out = vec![];
         for v in values {
@@ -527,9 +527,11 @@ impl PublishTx for Direct<'_> {
                 Some((from, to)) => stmt.query(rusqlite::params![est, v, from, to])?,
                 None => stmt.query(rusqlite::params![est, v])?,
             };
+            let first = out.len();
             while let Some(r) = rows.next()? {
                 out.push(mv_from_row(r, 0)?);
             }
+            out[first..].sort_unstable_by_key(|s: &StoredMv| s.mv.position);
         }
         Ok(out)
     }
