@@ -519,7 +519,8 @@ impl PublishTx for Direct<'_> {
         // No ORDER BY: the indexes give the rows of one value in another order, and
         // SQLite would build a temporary B-tree for each look-up (hundreds per batch);
         // the few rows of one value are sorted here instead.
-        let sql = format!("SELECT {MV_COLS} FROM movement WHERE establishment_id = $1 AND {} = $2{extra}", key.column());
+        let sql =
+            format!("SELECT {MV_COLS} FROM movement WHERE establishment_id = $1 AND {} = $2{extra}", key.column());
         let mut stmt = self.0.prepare_cached(&sql)?;
         let mut out = vec![];
         for v in values {
