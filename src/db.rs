@@ -78,8 +78,13 @@ pub struct SqliteDirect {
 const DIRECT_READERS_KEPT: usize = 8;
 
 impl SqliteDirect {
-    fn open(path: &str, sqlx_writer: &AnyPool) -> AppResult<std::sync::Arc<SqliteDirect>> {
-        let wal_long = std::sync::Arc::new(AtomicBool::new(false));
+    /// `wal_long` is shared with the sqlx write pool of the same file (see
+    /// [`sqlite_pool`]): whichever writer releases the file next finishes the checkpoint.
+    fn open(
+        path: &str,
+        sqlx_writer: &AnyPool,
+        wal_long: std::sync::Arc<AtomicBool>,
+    ) -> AppResult<std::sync::Arc<SqliteDirect>> {
         Ok(std::sync::Arc::new(SqliteDirect {
             writer: std::sync::Mutex::new(direct_connection(path)?),
             readers: std::sync::Mutex::new(vec![]),
@@ -286,19 +291,20 @@ impl Db {
         let db = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url_with_create(url)?;
-                let write = sqlite_pool(&url, 1, 30).await?;
+                let (main_wal_long, audit_wal_long) = Default::default();
+                let write = sqlite_pool(&url, 1, 30, Some(&main_wal_long)).await?;
                 SQLITE_MIGRATOR.run(&write).await.map_err(|e| AppError::Internal(format!("migrations: {e}")))?;
-                let read = sqlite_pool(&url, max_connections.max(2), 10).await?;
+                let read = sqlite_pool(&url, max_connections.max(2), 10, None).await?;
                 let audit_url = audit_file_url(&url);
-                let audit_write = sqlite_pool(&audit_url, 1, 30).await?;
+                let audit_write = sqlite_pool(&audit_url, 1, 30, Some(&audit_wal_long)).await?;
                 SQLITE_AUDIT_MIGRATOR
                     .run(&audit_write)
                     .await
                     .map_err(|e| AppError::Internal(format!("audit migrations: {e}")))?;
                 carry_over_audit(&audit_write, &url).await?;
-                let audit_read = sqlite_pool(&audit_url, 2, 10).await?;
-                let direct = SqliteDirect::open(sqlite_path(&url), &write)?;
-                let audit_direct = SqliteDirect::open(sqlite_path(&audit_url), &audit_write)?;
+                let audit_read = sqlite_pool(&audit_url, 2, 10, None).await?;
+                let direct = SqliteDirect::open(sqlite_path(&url), &write, main_wal_long)?;
+                let audit_direct = SqliteDirect::open(sqlite_path(&audit_url), &audit_write, audit_wal_long)?;
                 Db {
                     read,
                     write,
@@ -365,11 +371,20 @@ impl Db {
     }
 }
 
-async fn sqlite_pool(url: &str, connections: u32, acquire_secs: u64) -> AppResult<AnyPool> {
+/// A pool of connections to one SQLite file. A write pool gets the file's `wal_long`
+/// flag: a write connection coming back to it finishes the checkpoint when the flag is
+/// up, as the direct writer does (see [`SqliteDirect::write`]), so a long run of sqlx
+/// writes (a bulk load) does not grow the WAL either.
+async fn sqlite_pool(
+    url: &str,
+    connections: u32,
+    acquire_secs: u64,
+    wal_long: Option<&std::sync::Arc<AtomicBool>>,
+) -> AppResult<AnyPool> {
     let opts = AnyConnectOptions::from_str(url)
         .map_err(|e| AppError::invalid("database_url", e.to_string()))?
         .disable_statement_logging();
-    AnyPoolOptions::new()
+    let pool = AnyPoolOptions::new()
         .max_connections(connections)
         .acquire_timeout(Duration::from_secs(acquire_secs))
         // sqlx pings a connection before handing it out, by default: for an embedded
@@ -377,10 +392,22 @@ async fn sqlite_pool(url: &str, connections: u32, acquire_secs: u64) -> AppResul
         // acquire (every call, every movement batch's write token) and it checks
         // nothing a statement would not.
         .test_before_acquire(false)
-        .after_connect(sqlite_pragmas)
-        .connect_with(opts)
-        .await
-        .map_err(|e| AppError::Unavailable(format!("cannot open {url}: {e}")))
+        .after_connect(sqlite_pragmas);
+    let pool = match wal_long.cloned() {
+        None => pool,
+        Some(flag) => pool.after_release(move |conn, _meta| {
+            let flag = flag.clone();
+            Box::pin(async move {
+                if flag.swap(false, Ordering::Relaxed) {
+                    if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut *conn).await {
+                        tracing::warn!(error = %e, "WAL checkpoint after a write failed");
+                    }
+                }
+                Ok(true)
+            })
+        }),
+    };
+    pool.connect_with(opts).await.map_err(|e| AppError::Unavailable(format!("cannot open {url}: {e}")))
 }
 
 /// The audit file's URL: `sqlite://data/ghthub.db?mode=rwc` → `sqlite://data/ghthub-audit.db?mode=rwc`.
@@ -547,10 +574,17 @@ mod tests {
         let (mut written, mut largest) = (0u64, 0u64);
         let started = std::time::Instant::now();
         while written < 128 << 20 {
-            direct
-                .write(|tx| Ok(tx.execute("INSERT INTO filler (b) VALUES (zeroblob(65536))", [])?))
-                .await
-                .expect("write");
+            // Both writers of the file, one after the other: sqlx's (a bulk load, and
+            // everything but the hot paths), then the direct one (movement batches,
+            // audit appends).
+            if written >= 64 << 20 {
+                direct
+                    .write(|tx| Ok(tx.execute("INSERT INTO filler (b) VALUES (zeroblob(65536))", [])?))
+                    .await
+                    .expect("direct write");
+            } else {
+                sqlx::query("INSERT INTO filler (b) VALUES (zeroblob(65536))").execute(&db.write).await.expect("write");
+            }
             written += 64 << 10;
             largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
             // At most 64 MiB/s: a few MiB between two looks of the checkpointer.
