@@ -47,10 +47,6 @@ use ghthub::{
 };
 use sqlx::Connection;
 
-/// The hub binary's allocator (see src/main.rs): the hub runs in this process.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const IDENTITIES: usize = 1_000_000;
 
 /// Identities to load: 1,000,000 unless `BENCH_IDENTITIES` says fewer (a quick look at

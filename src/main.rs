@@ -1,11 +1,5 @@
 use clap::Parser;
 
-/// mimalloc instead of the system allocator: a request allocates many small strings and
-/// buffers on two or more threads, where glibc's malloc spent a sixth of the hub's
-/// samples under movement ingest (its arenas' locks and consolidation).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = ghthub::cli::Cli::parse();
