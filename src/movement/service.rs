@@ -25,11 +25,10 @@ const MOVE: DataClass = DataClass::MovementNominative;
 
 /// Most movements one transaction commits on SQLite. Every other write to the main
 /// file (an identity upsert, an inventory push) waits for the batch holding the one
-/// writer. Since batches run on the direct writer (see `publish`), 256 movements hold
-/// it ~9 ms, what 128 held before. `cargo bench --bench movements` over one stream
-/// (200,000 identities loaded): 128 gives 18,600 events/s, 256 gives 23,200, 1,024
-/// gives 25,400 but holds the writer ~40 ms; `ghthub load` (4 streams, 8 unary
-/// workers) with 256: 8,700 events/s next to 798 unary RPC/s, p99 54 ms.
+/// writer: 256 movements hold it ~6 ms since checkpoints left the write path (see
+/// `db::checkpointer`). `cargo bench --bench movements` over one stream (200,000
+/// identities loaded), 2026-12-03: 256 gives ~42,000 events/s; 512 gave 3 % more and
+/// 1,024 no more than 512 (runs vary by ±3 %): small gains next to a doubled wait.
 pub const MAX_BATCH_SQLITE: usize = 256;
 /// Most movements one transaction commits on PostgreSQL: other writes do not wait for
 /// movement batches there, and larger batches save round trips.
