@@ -195,9 +195,12 @@ fn checkpointer(path: &str, finish: std::sync::Arc<AtomicBool>) -> AppResult<std
     Ok(stop)
 }
 
-/// A PASSIVE checkpoint; returns the WAL's length in pages.
+/// The checkpoint of every path here: it never waits for, nor blocks, other connections.
+const PASSIVE_CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+
+/// A PASSIVE checkpoint on a direct connection; returns the WAL's length in pages.
 fn passive_checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<i64> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
+    conn.query_row(PASSIVE_CHECKPOINT, [], |r| r.get::<_, i64>(1))
 }
 
 /// WAL length (pages of 4 KiB) from which the writer finishes a checkpoint so that the
@@ -399,7 +402,7 @@ async fn sqlite_pool(
             let flag = flag.clone();
             Box::pin(async move {
                 if flag.swap(false, Ordering::Relaxed) {
-                    if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut *conn).await {
+                    if let Err(e) = sqlx::query(PASSIVE_CHECKPOINT).execute(&mut *conn).await {
                         tracing::warn!(error = %e, "WAL checkpoint after a write failed");
                     }
                 }
