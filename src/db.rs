@@ -57,15 +57,20 @@ pub struct Db {
 /// `Any` driver's conversions (a profile of the ingest benchmark: over half the samples).
 /// Here a whole transaction runs in one blocking task with cached prepared statements.
 ///
-/// The writer never competes with sqlx's one write connection at the SQLite level:
-/// [`SqliteDirect::write`] holds that connection (idle) for the whole transaction, so
-/// writers stay serialised in-process, first come first served, as before.
+/// On the main file the writer never competes with sqlx's one write connection at the
+/// SQLite level: [`SqliteDirect::write`] holds that connection (idle) for the whole
+/// transaction, so writers stay serialised in-process, first come first served. The
+/// audit file has no other writer once the hub runs (its sqlx pool only migrates and
+/// carries records over at start-up), so its appends take no token: holding one cost
+/// an acquire and, on release, sqlx's ping of the connection — a round trip to its
+/// worker thread for every audit batch.
 pub struct SqliteDirect {
     writer: std::sync::Mutex<rusqlite::Connection>,
     readers: std::sync::Mutex<Vec<rusqlite::Connection>>,
     path: String,
-    /// sqlx's one-connection write pool of the same file, held as a token.
-    sqlx_writer: AnyPool,
+    /// sqlx's one-connection write pool of the same file, held as a token, when sqlx
+    /// also writes to the file.
+    sqlx_writer: Option<AnyPool>,
     /// Dropped with this value: stops the file's checkpointer (see [`checkpointer`]).
     _checkpointer: std::sync::mpsc::Sender<()>,
     /// Raised by the checkpointer when the WAL is long: the next write finishes the
@@ -82,80 +87,203 @@ impl SqliteDirect {
     /// [`sqlite_pool`]): whichever writer releases the file next finishes the checkpoint.
     fn open(
         path: &str,
-        sqlx_writer: &AnyPool,
+        sqlx_writer: Option<&AnyPool>,
         wal_long: std::sync::Arc<AtomicBool>,
     ) -> AppResult<std::sync::Arc<SqliteDirect>> {
         Ok(std::sync::Arc::new(SqliteDirect {
             writer: std::sync::Mutex::new(direct_connection(path)?),
             readers: std::sync::Mutex::new(vec![]),
             path: path.to_string(),
-            sqlx_writer: sqlx_writer.clone(),
+            sqlx_writer: sqlx_writer.cloned(),
             _checkpointer: checkpointer(path, wal_long.clone())?,
             wal_long,
         }))
     }
 
     /// Runs `f` in one transaction on the direct writer, in a blocking task; commits
-    /// when `f` succeeds, rolls back otherwise.
+    /// when `f` succeeds, rolls back otherwise. For long transactions (a movement batch).
     pub async fn write<T, F>(self: &std::sync::Arc<Self>, f: F) -> AppResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> AppResult<T> + Send + 'static,
     {
-        // Held, idle, until the commit: no sqlx write runs meanwhile, so the two
-        // connections never wait on SQLite's file lock for each other.
-        let token = self.sqlx_writer.acquire().await?;
+        let token = self.write_token().await?;
         let this = self.clone();
-        let out = tokio::task::spawn_blocking(move || {
-            let mut conn = this.writer.lock().map_err(|_| AppError::internal("direct SQLite writer poisoned"))?;
-            let tx = conn.transaction()?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            // SQLite starts the WAL over only when a write begins after a checkpoint
-            // that copied every frame. Under continuous writes the checkpointer's
-            // PASSIVE checkpoints never end in that state, so the WAL would grow for
-            // as long as the writes go on, each new frame extending the file (the file
-            // system zeroing its blocks: a sixth of the writer's time in the ingest
-            // benchmark). With no other writer in-process now (the token is held), this
-            // checkpoint copies the frames the checkpointer has not (little), and the
-            // next write starts the WAL over.
-            if this.wal_long.swap(false, Ordering::Relaxed) {
-                if let Err(e) = passive_checkpoint(&conn) {
-                    tracing::warn!(error = %e, "WAL checkpoint after a write failed");
-                }
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| AppError::internal(format!("direct SQLite write: {e}")))?;
+        let out = tokio::task::spawn_blocking(move || this.commit(f))
+            .await
+            .map_err(|e| AppError::internal(format!("direct SQLite write: {e}")))?;
         drop(token);
         out
     }
 
-    /// Runs `f` on a direct reader in a blocking task: one thread hand-off for all its
-    /// statements.
-    pub async fn read<T, F>(self: &std::sync::Arc<Self>, f: F) -> AppResult<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&rusqlite::Connection) -> AppResult<T> + Send + 'static,
-    {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let taken = this.readers.lock().map_err(|_| AppError::internal("direct SQLite readers poisoned"))?.pop();
-            let conn = match taken {
-                Some(c) => c,
-                None => direct_connection(&this.path)?,
-            };
-            let out = f(&conn);
-            if let Ok(mut kept) = this.readers.lock() {
-                if kept.len() < DIRECT_READERS_KEPT {
-                    kept.push(conn);
-                }
-            }
-            out
+    /// [`SqliteDirect::write`] on the calling task's thread, for short transactions
+    /// (an audit batch of a few records: less than a hand-off to a blocking thread and
+    /// back, see [`SqliteDirect::read`]).
+    pub async fn write_here<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> AppResult<T>) -> AppResult<T> {
+        let token = self.write_token().await?;
+        let out = self.commit(f);
+        drop(token);
+        out
+    }
+
+    /// Held, idle, until the commit: no sqlx write runs meanwhile, so the two
+    /// connections never wait on SQLite's file lock for each other.
+    async fn write_token(&self) -> AppResult<Option<sqlx::pool::PoolConnection<sqlx::Any>>> {
+        Ok(match &self.sqlx_writer {
+            Some(pool) => Some(pool.acquire().await?),
+            None => None,
         })
-        .await
-        .map_err(|e| AppError::internal(format!("direct SQLite read: {e}")))?
+    }
+
+    fn commit<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> AppResult<T>) -> AppResult<T> {
+        let mut conn = self.writer.lock().map_err(|_| AppError::internal("direct SQLite writer poisoned"))?;
+        let tx = conn.transaction()?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        // SQLite starts the WAL over only when a write begins after a checkpoint that
+        // copied every frame. Under continuous writes the checkpointer's PASSIVE
+        // checkpoints never end in that state, so the WAL would grow for as long as the
+        // writes go on, each new frame extending the file (the file system zeroing its
+        // blocks: a sixth of the writer's time in the ingest benchmark). With no other
+        // writer in-process now (the token is held, or there is no other writer), this
+        // checkpoint copies the frames the checkpointer has not (little), and the next
+        // write starts the WAL over.
+        if self.wal_long.swap(false, Ordering::Relaxed) {
+            if let Err(e) = passive_checkpoint(&conn) {
+                tracing::warn!(error = %e, "WAL checkpoint after a write failed");
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs `f` on a direct reader, on the calling task's thread.
+    ///
+    /// Reads are index look-ups and bounded scans over a file mostly in the page
+    /// cache: tens to hundreds of microseconds, less than the two context switches a
+    /// hand-off to a blocking thread costs on a small machine (the read-only load mix:
+    /// +28 % RPC/s when the identity reads stopped handing off). In WAL mode a reader
+    /// never waits for the writer or a checkpoint, so this never blocks on a lock.
+    pub fn read<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> AppResult<T>) -> AppResult<T> {
+        let taken = self.readers.lock().map_err(|_| AppError::internal("direct SQLite readers poisoned"))?.pop();
+        let conn = match taken {
+            Some(c) => c,
+            None => direct_connection(&self.path)?,
+        };
+        let out = f(&conn);
+        if let Ok(mut kept) = self.readers.lock() {
+            if kept.len() < DIRECT_READERS_KEPT {
+                kept.push(conn);
+            }
+        }
+        out
+    }
+}
+
+/// A bind value of a read statement (see [`Db::rows`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Arg<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(v: &'a str) -> Self {
+        Arg::Text(v)
+    }
+}
+
+impl<'a> From<&'a String> for Arg<'a> {
+    fn from(v: &'a String) -> Self {
+        Arg::Text(v)
+    }
+}
+
+impl From<i64> for Arg<'_> {
+    fn from(v: i64) -> Self {
+        Arg::Int(v)
+    }
+}
+
+/// Runs one read statement on a direct SQLite connection. Binds go by name (`$n`), so
+/// a statement may use its parameters in any order, and more than once.
+pub fn direct_rows<T>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    args: &[Arg<'_>],
+    decode: impl Fn(&dyn Cols) -> AppResult<T>,
+) -> AppResult<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    for (i, a) in args.iter().enumerate() {
+        let Some(idx) = stmt.parameter_index(&format!("${}", i + 1))? else {
+            return Err(AppError::internal(format!("statement has no parameter ${}: {sql}", i + 1)));
+        };
+        match a {
+            Arg::Text(v) => stmt.raw_bind_parameter(idx, v)?,
+            Arg::Int(v) => stmt.raw_bind_parameter(idx, v)?,
+        }
+    }
+    let mut rows = stmt.raw_query();
+    let mut out = vec![];
+    while let Some(r) = rows.next()? {
+        out.push(decode(r)?);
+    }
+    Ok(out)
+}
+
+/// Where a read runs: the database ([`Db::reader`]: the direct reader on SQLite, the
+/// pool on PostgreSQL) or a connection (inside a transaction, or a held connection).
+/// Reads that run in both places are written once over it.
+// Only used within the crate, on concrete types: their futures' `Send` is known.
+#[allow(async_fn_in_trait)]
+pub trait Reader {
+    /// The rows of one read statement, decoded (see [`Db::rows`]).
+    async fn rows<T>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+        decode: impl Fn(&dyn Cols) -> AppResult<T>,
+    ) -> AppResult<Vec<T>>;
+
+    /// The first row of one read statement, if any.
+    async fn row<T>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+        decode: impl Fn(&dyn Cols) -> AppResult<T>,
+    ) -> AppResult<Option<T>> {
+        Ok(self.rows(sql, args, decode).await?.into_iter().next())
+    }
+}
+
+/// See [`Db::reader`].
+pub struct DbReader<'a>(&'a Db);
+
+impl Reader for DbReader<'_> {
+    async fn rows<T>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+        decode: impl Fn(&dyn Cols) -> AppResult<T>,
+    ) -> AppResult<Vec<T>> {
+        self.0.rows(sql, args, decode).await
+    }
+}
+
+impl Reader for sqlx::AnyConnection {
+    async fn rows<T>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+        decode: impl Fn(&dyn Cols) -> AppResult<T>,
+    ) -> AppResult<Vec<T>> {
+        let mut q = sqlx::query(sql);
+        for a in args {
+            q = match *a {
+                Arg::Text(v) => q.bind(v),
+                Arg::Int(v) => q.bind(v),
+            };
+        }
+        q.fetch_all(&mut *self).await?.iter().map(|r| decode(r)).collect()
     }
 }
 
@@ -233,6 +361,8 @@ pub trait Cols {
     fn text(&self, i: usize) -> AppResult<String>;
     fn opt_text(&self, i: usize) -> AppResult<Option<String>>;
     fn int(&self, i: usize) -> AppResult<i64>;
+    fn opt_int(&self, i: usize) -> AppResult<Option<i64>>;
+    fn blob(&self, i: usize) -> AppResult<Vec<u8>>;
 }
 
 impl Cols for sqlx::any::AnyRow {
@@ -245,6 +375,12 @@ impl Cols for sqlx::any::AnyRow {
     fn int(&self, i: usize) -> AppResult<i64> {
         Ok(sqlx::Row::try_get(self, i)?)
     }
+    fn opt_int(&self, i: usize) -> AppResult<Option<i64>> {
+        Ok(sqlx::Row::try_get(self, i)?)
+    }
+    fn blob(&self, i: usize) -> AppResult<Vec<u8>> {
+        Ok(sqlx::Row::try_get(self, i)?)
+    }
 }
 
 impl Cols for rusqlite::Row<'_> {
@@ -255,6 +391,12 @@ impl Cols for rusqlite::Row<'_> {
         Ok(self.get(i)?)
     }
     fn int(&self, i: usize) -> AppResult<i64> {
+        Ok(self.get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> AppResult<Option<i64>> {
+        Ok(self.get(i)?)
+    }
+    fn blob(&self, i: usize) -> AppResult<Vec<u8>> {
         Ok(self.get(i)?)
     }
 }
@@ -306,8 +448,8 @@ impl Db {
                     .map_err(|e| AppError::Internal(format!("audit migrations: {e}")))?;
                 carry_over_audit(&audit_write, &url).await?;
                 let audit_read = sqlite_pool(&audit_url, 2, 10, None).await?;
-                let direct = SqliteDirect::open(sqlite_path(&url), &write, main_wal_long)?;
-                let audit_direct = SqliteDirect::open(sqlite_path(&audit_url), &audit_write, audit_wal_long)?;
+                let direct = SqliteDirect::open(sqlite_path(&url), Some(&write), main_wal_long)?;
+                let audit_direct = SqliteDirect::open(sqlite_path(&audit_url), None, audit_wal_long)?;
                 Db {
                     read,
                     write,
@@ -365,6 +507,38 @@ impl Db {
 
     pub fn is_postgres(&self) -> bool {
         self.backend == Backend::Postgres
+    }
+
+    /// The rows of one read statement (portable SQL, `$n` binds), decoded once for
+    /// both back-ends. On SQLite it runs on a direct reader on the calling thread (see
+    /// [`SqliteDirect::read`]); sqlx would hand the statement to its connection's
+    /// worker thread and every row back, a context switch each.
+    pub async fn rows<T>(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+        decode: impl Fn(&dyn Cols) -> AppResult<T>,
+    ) -> AppResult<Vec<T>> {
+        match &self.direct {
+            Some(d) => d.read(|conn| direct_rows(conn, sql, args, decode)),
+            None => self.read.acquire().await?.rows(sql, args, decode).await,
+        }
+    }
+
+    /// The first row of one read statement, if any (see [`Db::rows`]).
+    pub async fn row<T>(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+        decode: impl Fn(&dyn Cols) -> AppResult<T>,
+    ) -> AppResult<Option<T>> {
+        Ok(self.rows(sql, args, decode).await?.into_iter().next())
+    }
+
+    /// This database as a [`Reader`], for reads written once for a transaction and
+    /// for the pool.
+    pub fn reader(&self) -> DbReader<'_> {
+        DbReader(self)
     }
 
     /// Cheap liveness probe used by health reporting.

@@ -1,9 +1,11 @@
 //! Facts the policy depends on, and the acts that create them: DIM staff
 //! designations and break-glass grants.
 
-use sqlx::Row;
-
-use crate::{db::Db, time::now_micros, AppError, AppResult};
+use crate::{
+    db::{Cols, Db},
+    time::now_micros,
+    AppError, AppResult,
+};
 
 /// The GHT of an establishment and whether it is a party (support or partie) of it.
 pub async fn establishment_facts(db: &Db, establishment_id: &str) -> AppResult<(String, bool)> {
@@ -17,18 +19,11 @@ pub async fn establishment_facts(db: &Db, establishment_id: &str) -> AppResult<(
 /// (a GHT-wide call needs a designation that is not restricted to one establishment).
 pub async fn has_live_designation(db: &Db, subject: &str, ght: &str, establishment: Option<&str>) -> AppResult<bool> {
     let now = now_micros();
-    let row = sqlx::query(
-        "SELECT 1 FROM dim_designation WHERE staff_subject = $1 AND ght_id = $2 AND revoked_at IS NULL \
+    let sql = "SELECT 1 FROM dim_designation WHERE staff_subject = $1 AND ght_id = $2 AND revoked_at IS NULL \
          AND valid_from <= $3 AND (valid_until IS NULL OR valid_until > $3) \
-         AND (establishment_id IS NULL OR establishment_id = $4) LIMIT 1",
-    )
-    .bind(subject)
-    .bind(ght)
-    .bind(now)
-    .bind(establishment.unwrap_or(""))
-    .fetch_optional(&db.read)
-    .await?;
-    Ok(row.is_some())
+         AND (establishment_id IS NULL OR establishment_id = $4) LIMIT 1";
+    let args = [subject.into(), ght.into(), now.into(), establishment.unwrap_or("").into()];
+    Ok(db.row(sql, &args, |_| Ok(())).await?.is_some())
 }
 
 /// Care relationship: the caller's establishment has an open encounter (séjour) for
@@ -41,20 +36,10 @@ pub async fn has_care_relationship(db: &Db, own_establishment: &str, patient: &s
 
 /// The id of a live break-glass grant of `subject` over `ght` (and `patient`, if the grant is restricted).
 pub async fn live_break_glass(db: &Db, subject: &str, ght: &str, patient: Option<&str>) -> AppResult<Option<String>> {
-    let row = sqlx::query(
-        "SELECT id FROM break_glass WHERE subject = $1 AND ght_id = $2 AND expires_at > $3 \
-         AND (patient_ref IS NULL OR patient_ref = $4) ORDER BY expires_at DESC LIMIT 1",
-    )
-    .bind(subject)
-    .bind(ght)
-    .bind(now_micros())
-    .bind(patient.unwrap_or(""))
-    .fetch_optional(&db.read)
-    .await?;
-    Ok(match row {
-        Some(r) => Some(r.try_get(0)?),
-        None => None,
-    })
+    let sql = "SELECT id FROM break_glass WHERE subject = $1 AND ght_id = $2 AND expires_at > $3 \
+         AND (patient_ref IS NULL OR patient_ref = $4) ORDER BY expires_at DESC LIMIT 1";
+    let args = [subject.into(), ght.into(), now_micros().into(), patient.unwrap_or("").into()];
+    db.row(sql, &args, |r| r.text(0)).await
 }
 
 #[derive(Debug, Clone)]
@@ -74,18 +59,18 @@ pub struct DesignationRow {
 const DESIGNATION_COLUMNS: &str =
     "id, ght_id, staff_subject, establishment_id, designated_by, mission, valid_from, valid_until, revoked_at, revoked_by";
 
-fn designation_from_row(r: &sqlx::any::AnyRow) -> AppResult<DesignationRow> {
+fn designation_from_row(r: &dyn Cols) -> AppResult<DesignationRow> {
     Ok(DesignationRow {
-        id: r.try_get(0)?,
-        ght_id: r.try_get(1)?,
-        staff_subject: r.try_get(2)?,
-        establishment_id: r.try_get(3)?,
-        designated_by: r.try_get(4)?,
-        mission: r.try_get(5)?,
-        valid_from: r.try_get(6)?,
-        valid_until: r.try_get(7)?,
-        revoked_at: r.try_get(8)?,
-        revoked_by: r.try_get(9)?,
+        id: r.text(0)?,
+        ght_id: r.text(1)?,
+        staff_subject: r.text(2)?,
+        establishment_id: r.opt_text(3)?,
+        designated_by: r.text(4)?,
+        mission: r.text(5)?,
+        valid_from: r.int(6)?,
+        valid_until: r.opt_int(7)?,
+        revoked_at: r.opt_int(8)?,
+        revoked_by: r.opt_text(9)?,
     })
 }
 
@@ -109,12 +94,13 @@ pub async fn insert_designation(db: &Db, d: &DesignationRow) -> AppResult<()> {
 }
 
 pub async fn get_designation(db: &Db, id: &str) -> AppResult<DesignationRow> {
-    let row = sqlx::query(&format!("SELECT {DESIGNATION_COLUMNS} FROM dim_designation WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(&db.read)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("designation {id}")))?;
-    designation_from_row(&row)
+    db.row(
+        &format!("SELECT {DESIGNATION_COLUMNS} FROM dim_designation WHERE id = $1"),
+        &[id.into()],
+        designation_from_row,
+    )
+    .await?
+    .ok_or_else(|| AppError::not_found(format!("designation {id}")))
 }
 
 /// Revokes once: a second revocation is a FAILED_PRECONDITION, the first one stands.
@@ -152,8 +138,7 @@ pub async fn list_designations(
         sql.push_str(" AND $3 = $3");
     }
     sql.push_str(" ORDER BY valid_from, id");
-    let rows = sqlx::query(&sql).bind(ght).bind(staff.unwrap_or("")).bind(now).fetch_all(&db.read).await?;
-    rows.iter().map(designation_from_row).collect()
+    db.rows(&sql, &[ght.into(), staff.unwrap_or("").into(), now.into()], designation_from_row).await
 }
 
 #[derive(Debug, Clone)]

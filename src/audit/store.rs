@@ -23,14 +23,13 @@ fn targets(e: &AuditEntry) -> Vec<&str> {
 
 /// Appends entries in one transaction; returns the seq of the first.
 ///
-/// On SQLite the batch runs on the audit file's direct writer (see
-/// [`crate::db::SqliteDirect`]): one blocking task instead of a thread hand-off per
-/// statement, and every nominative read waits for this commit.
+/// On SQLite the batch runs on the audit file's direct writer, on the audit task's own
+/// thread (see [`crate::db::SqliteDirect::write_here`]): no thread hand-off at all, and
+/// every nominative read waits for this commit.
 pub async fn append_batch(db: &Db, entries: &[&AuditEntry]) -> AppResult<i64> {
     if let Some(direct) = &db.audit_direct {
-        let entries: Vec<AuditEntry> = entries.iter().map(|e| (*e).clone()).collect();
         return direct
-            .write(move |tx| {
+            .write_here(|tx| {
                 use rusqlite::OptionalExtension;
                 let head = tx
                     .prepare_cached(HEAD_SQL)?
@@ -41,7 +40,7 @@ pub async fn append_batch(db: &Db, entries: &[&AuditEntry]) -> AppResult<i64> {
                 let at = now_micros();
                 let mut insert = tx.prepare_cached(INSERT_SQL)?;
                 let mut target = tx.prepare_cached(TARGET_SQL)?;
-                for e in &entries {
+                for e in entries {
                     seq += 1;
                     let hash = record_hash(seq, at, e, &prev);
                     insert.execute(rusqlite::params![

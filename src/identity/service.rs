@@ -118,11 +118,9 @@ impl IdentityService {
         allowed: &(dyn Fn(&str) -> bool + Sync),
         locals: &[IdentityRow],
     ) -> AppResult<proto::TerritorialIdentity> {
-        let mut conn = self.db.read.acquire().await?;
-        let (ght, merged_into, created_at) = store::territorial(&mut conn, id)
+        let (ght, merged_into, created_at) = store::territorial(&mut self.db.reader(), id)
             .await?
             .ok_or_else(|| AppError::not_found(format!("territorial identity {id}")))?;
-        drop(conn);
         let mut events = store::events_of(&self.db, id).await?;
         for e in &mut events {
             e.identities.retain(|r| allowed(&r.establishment_id));
@@ -174,13 +172,12 @@ impl IdentityService {
             }
             Some(Key::TerritorialId(t)) => {
                 let t = validate::token("territorial_id", &t, 40)?;
-                let mut conn = self.db.read.acquire().await?;
-                let (ght, _, _) = store::territorial(&mut conn, &t)
+                let mut db = self.db.reader();
+                let (ght, _, _) = store::territorial(&mut db, &t)
                     .await?
                     .ok_or_else(|| AppError::not_found(format!("territorial identity {t}")))?;
-                let live = store::resolve_territorial(&mut conn, &t).await?.unwrap_or_else(|| t.clone());
-                let locals = store::locals_of(&mut conn, &live).await?;
-                drop(conn);
+                let live = store::resolve_territorial(&mut db, &t).await?.unwrap_or_else(|| t.clone());
+                let locals = store::locals_of(&mut db, &live).await?;
                 let ests = distinct(locals.iter().map(|l| l.establishment_id.clone()));
                 if ests.is_empty() {
                     return Err(AppError::not_found(format!("territorial identity {t}")));

@@ -10,7 +10,7 @@ use super::{
     types::{document_from_str, sex_from_code, Status},
 };
 use crate::{
-    db::{Backend, Cols, Db},
+    db::{Arg, Backend, Cols, Db, Reader},
     facts::TerritoryFacts,
     proto,
     time::to_rfc3339,
@@ -97,7 +97,7 @@ const COLS: &str = "establishment_id, ipp, ght_id, territorial_id, status, ins_m
     merged_into_ipp, created_at, updated_at, updated_by";
 const N_COLS: usize = 25;
 
-fn from_row(r: &impl Cols) -> AppResult<IdentityRow> {
+fn from_row(r: &(impl Cols + ?Sized)) -> AppResult<IdentityRow> {
     let status = r.text(4)?;
     let matricule = r.opt_text(5)?;
     let oid = r.opt_text(6)?;
@@ -260,19 +260,13 @@ pub async fn insert_territorial(conn: &mut AnyConnection, id: &str, ght: &str, a
 }
 
 /// A territorial identity: (ght, merged_into, created_at).
-pub async fn territorial(conn: &mut AnyConnection, id: &str) -> AppResult<Option<(String, Option<String>, i64)>> {
-    let row = sqlx::query("SELECT ght_id, merged_into, created_at FROM territorial_identity WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
-    Ok(match row {
-        Some(r) => Some((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)),
-        None => None,
-    })
+pub async fn territorial(r: &mut impl Reader, id: &str) -> AppResult<Option<(String, Option<String>, i64)>> {
+    let sql = "SELECT ght_id, merged_into, created_at FROM territorial_identity WHERE id = $1";
+    r.row(sql, &[id.into()], |r| Ok((r.text(0)?, r.opt_text(1)?, r.int(2)?))).await
 }
 
 /// Follows `merged_into` from a (possibly retired) territorial identity to the live one.
-pub async fn resolve_territorial(conn: &mut AnyConnection, id: &str) -> AppResult<Option<String>> {
+pub async fn resolve_territorial(conn: &mut impl Reader, id: &str) -> AppResult<Option<String>> {
     let mut current = id.to_string();
     // Retirements form chains (a link retires one identity into another); a loop
     // cannot be written by the index, the bound only guards against corruption.
@@ -286,46 +280,18 @@ pub async fn resolve_territorial(conn: &mut AnyConnection, id: &str) -> AppResul
     Err(AppError::internal(format!("territorial identity chain from {id} does not end")))
 }
 
-pub async fn locals_of(conn: &mut AnyConnection, territorial_id: &str) -> AppResult<Vec<IdentityRow>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLS} FROM local_identity WHERE territorial_id = $1 ORDER BY establishment_id, ipp"
-    ))
-    .bind(territorial_id)
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(from_row).collect()
+pub async fn locals_of(r: &mut impl Reader, territorial_id: &str) -> AppResult<Vec<IdentityRow>> {
+    let sql = format!("SELECT {COLS} FROM local_identity WHERE territorial_id = $1 ORDER BY establishment_id, ipp");
+    r.rows(&sql, &[territorial_id.into()], |r| from_row(r)).await
 }
 
 /// Runs read statements that select [`COLS`] with text binds (`$n` in order), each
-/// returning its identities. On SQLite all of them run on one direct reader in one
-/// blocking task (see [`crate::db::SqliteDirect`]): a search is one thread hand-off
-/// instead of one per statement and one per row.
+/// returning its identities (see [`Db::rows`]).
 async fn read_identities(db: &Db, statements: Vec<(String, Vec<String>)>) -> AppResult<Vec<Vec<IdentityRow>>> {
-    if let Some(direct) = &db.direct {
-        return direct
-            .read(move |conn| {
-                let mut out = Vec::with_capacity(statements.len());
-                for (sql, binds) in &statements {
-                    let mut stmt = conn.prepare_cached(sql)?;
-                    let mut rows = stmt.query(rusqlite::params_from_iter(binds))?;
-                    let mut found = vec![];
-                    while let Some(r) = rows.next()? {
-                        found.push(from_row(r)?);
-                    }
-                    out.push(found);
-                }
-                Ok(out)
-            })
-            .await;
-    }
-    let mut conn = db.read.acquire().await?;
     let mut out = Vec::with_capacity(statements.len());
     for (sql, binds) in &statements {
-        let mut q = sqlx::query(sql);
-        for b in binds {
-            q = q.bind(b);
-        }
-        out.push(q.fetch_all(&mut *conn).await?.iter().map(from_row).collect::<AppResult<Vec<_>>>()?);
+        let args: Vec<Arg> = binds.iter().map(Arg::from).collect();
+        out.push(db.rows(sql, &args, |r| from_row(r)).await?);
     }
     Ok(out)
 }
@@ -909,7 +875,7 @@ pub async fn insert_event(conn: &mut AnyConnection, e: &EventRow) -> AppResult<(
 const EVENT_COLS: &str = "e.id, e.ght_id, e.kind, e.author, e.at, e.reason, e.identities, e.territorial_id, \
                           e.other_territorial_id, e.related_event_id, e.changes";
 
-fn event_from_row(r: &impl Cols) -> AppResult<EventRow> {
+fn event_from_row(r: &(impl Cols + ?Sized)) -> AppResult<EventRow> {
     let identities = r.text(6)?;
     let changes = r.text(10)?;
     Ok(EventRow {
@@ -957,30 +923,7 @@ pub async fn events_of(db: &Db, territorial_id: &str) -> AppResult<Vec<proto::Id
         "SELECT {EVENT_COLS} FROM identity_event e JOIN identity_event_ref r ON r.event_id = e.id \
          WHERE r.territorial_id = $1 ORDER BY e.at DESC, e.id LIMIT 50"
     );
-    // Read with every GetIdentity: on the direct reader on SQLite (see `read_identities`).
-    let mut events: Vec<EventRow> = match &db.direct {
-        Some(direct) => {
-            let id = territorial_id.to_string();
-            direct
-                .read(move |conn| {
-                    let mut stmt = conn.prepare_cached(&sql)?;
-                    let mut rows = stmt.query([&id])?;
-                    let mut out = vec![];
-                    while let Some(r) = rows.next()? {
-                        out.push(event_from_row(r)?);
-                    }
-                    Ok(out)
-                })
-                .await?
-        }
-        None => sqlx::query(&sql)
-            .bind(territorial_id)
-            .fetch_all(&db.read)
-            .await?
-            .iter()
-            .map(event_from_row)
-            .collect::<AppResult<_>>()?,
-    };
+    let mut events = db.rows(&sql, &[territorial_id.into()], |r| event_from_row(r)).await?;
     let undo: std::collections::HashMap<String, String> = events
         .iter()
         .filter(|e| e.kind == "UNMERGE")
@@ -997,28 +940,19 @@ pub async fn events_of(db: &Db, territorial_id: &str) -> AppResult<Vec<proto::Id
 /// Identity facts of a GHT for the computed indicators (CONV-4.1, CONV-5.2).
 pub async fn fill_facts(db: &Db, facts: &mut TerritoryFacts) -> AppResult<()> {
     // One index probe per establishment (local_identity's key starts with it).
-    let rows = sqlx::query(
-        "SELECT e.id FROM establishment e WHERE e.ght_id = $1 \
-         AND EXISTS (SELECT 1 FROM local_identity l WHERE l.establishment_id = e.id)",
-    )
-    .bind(&facts.ght_id)
-    .fetch_all(&db.read)
-    .await?;
+    let sql = "SELECT e.id FROM establishment e WHERE e.ght_id = $1 \
+         AND EXISTS (SELECT 1 FROM local_identity l WHERE l.establishment_id = e.id)";
     let publishing: std::collections::HashSet<String> =
-        rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<_, _>>()?;
+        db.rows(sql, &[facts.ght_id.as_str().into()], |r| r.text(0)).await?.into_iter().collect();
     for e in &mut facts.establishments {
         e.publishes_identities = publishing.contains(&e.establishment_id);
     }
-    let row = sqlx::query(
-        "SELECT COUNT(*) FROM (SELECT l.territorial_id FROM local_identity l \
+    let sql = "SELECT COUNT(*) FROM (SELECT l.territorial_id FROM local_identity l \
          JOIN establishment e ON e.id = l.establishment_id \
          WHERE l.ght_id = $1 AND e.role IN ('SUPPORT', 'PARTIE') \
-         GROUP BY l.territorial_id HAVING COUNT(DISTINCT l.establishment_id) >= 2) linked",
-    )
-    .bind(&facts.ght_id)
-    .fetch_one(&db.read)
-    .await?;
-    facts.identities_linked_across_parties = row.try_get::<i64, _>(0)?;
+         GROUP BY l.territorial_id HAVING COUNT(DISTINCT l.establishment_id) >= 2) linked";
+    facts.identities_linked_across_parties =
+        db.row(sql, &[facts.ght_id.as_str().into()], |r| r.int(0)).await?.unwrap_or(0);
     Ok(())
 }
 

@@ -14,7 +14,12 @@ use super::{
     catalogue::ValueType,
     values::{Status, Val},
 };
-use crate::{db::Db, proto, time::to_rfc3339, AppError, AppResult};
+use crate::{
+    db::{Cols, Db},
+    proto,
+    time::to_rfc3339,
+    AppError, AppResult,
+};
 
 /// A stored catalogue version.
 #[derive(Debug, Clone)]
@@ -30,15 +35,15 @@ pub struct CatalogueRow {
 
 const CATALOGUE_COLUMNS: &str = "catalogue, version, yaml, sha256, indicators, loaded_by, loaded_at";
 
-fn catalogue_from_row(r: &sqlx::any::AnyRow) -> AppResult<CatalogueRow> {
+fn catalogue_from_row(r: &dyn Cols) -> AppResult<CatalogueRow> {
     Ok(CatalogueRow {
-        catalogue: r.try_get(0)?,
-        version: r.try_get(1)?,
-        yaml: r.try_get(2)?,
-        sha256: r.try_get(3)?,
-        indicators: r.try_get(4)?,
-        loaded_by: r.try_get(5)?,
-        loaded_at: r.try_get(6)?,
+        catalogue: r.text(0)?,
+        version: r.text(1)?,
+        yaml: r.text(2)?,
+        sha256: r.text(3)?,
+        indicators: r.int(4)?,
+        loaded_by: r.text(5)?,
+        loaded_at: r.int(6)?,
     })
 }
 
@@ -71,52 +76,34 @@ pub async fn has_catalogue(conn: &mut sqlx::AnyConnection, catalogue: &str) -> A
 
 /// One stored version; the current one (the latest loaded) when `version` is None.
 pub async fn get_catalogue(db: &Db, catalogue: &str, version: Option<&str>) -> AppResult<Option<CatalogueRow>> {
-    let row = match version {
+    match version {
         Some(v) => {
-            sqlx::query(&format!(
-                "SELECT {CATALOGUE_COLUMNS} FROM indicator_catalogue WHERE catalogue = $1 AND version = $2"
-            ))
-            .bind(catalogue)
-            .bind(v)
-            .fetch_optional(&db.read)
-            .await?
+            let sql =
+                format!("SELECT {CATALOGUE_COLUMNS} FROM indicator_catalogue WHERE catalogue = $1 AND version = $2");
+            db.row(&sql, &[catalogue.into(), v.into()], catalogue_from_row).await
         }
         None => {
-            sqlx::query(&format!(
+            let sql = format!(
                 "SELECT {CATALOGUE_COLUMNS} FROM indicator_catalogue WHERE catalogue = $1 \
                  ORDER BY loaded_at DESC, version DESC LIMIT 1"
-            ))
-            .bind(catalogue)
-            .fetch_optional(&db.read)
-            .await?
+            );
+            db.row(&sql, &[catalogue.into()], catalogue_from_row).await
         }
-    };
-    row.as_ref().map(catalogue_from_row).transpose()
+    }
 }
 
 /// The name of the current version (the latest loaded).
 pub async fn current_version(db: &Db, catalogue: &str) -> AppResult<Option<String>> {
-    let row = sqlx::query(
-        "SELECT version FROM indicator_catalogue WHERE catalogue = $1 ORDER BY loaded_at DESC, version DESC LIMIT 1",
-    )
-    .bind(catalogue)
-    .fetch_optional(&db.read)
-    .await?;
-    Ok(match row {
-        Some(r) => Some(r.try_get(0)?),
-        None => None,
-    })
+    let sql =
+        "SELECT version FROM indicator_catalogue WHERE catalogue = $1 ORDER BY loaded_at DESC, version DESC LIMIT 1";
+    db.row(sql, &[catalogue.into()], |r| r.text(0)).await
 }
 
 /// Every version of a catalogue, oldest first.
 pub async fn list_catalogue_versions(db: &Db, catalogue: &str) -> AppResult<Vec<CatalogueRow>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {CATALOGUE_COLUMNS} FROM indicator_catalogue WHERE catalogue = $1 ORDER BY loaded_at, version"
-    ))
-    .bind(catalogue)
-    .fetch_all(&db.read)
-    .await?;
-    rows.iter().map(catalogue_from_row).collect()
+    let sql =
+        format!("SELECT {CATALOGUE_COLUMNS} FROM indicator_catalogue WHERE catalogue = $1 ORDER BY loaded_at, version");
+    db.rows(&sql, &[catalogue.into()], catalogue_from_row).await
 }
 
 /// Change positions handed out inside one writing transaction.
@@ -202,36 +189,36 @@ const VALUE_COLUMNS: &str =
      v.status, v.declared_by, v.declared_at, v.submitted_by, v.submitted_at, v.reviewed_by, v.reviewed_at, \
      v.review_comment, v.updated_at, v.change_seq";
 
-fn value_from_row(r: &sqlx::any::AnyRow) -> AppResult<ValueRow> {
-    let status: String = r.try_get(15)?;
+fn value_from_row(r: &(impl Cols + ?Sized)) -> AppResult<ValueRow> {
+    let status = r.text(15)?;
     Ok(ValueRow {
-        id: r.try_get(0)?,
+        id: r.text(0)?,
         key: ValueKey {
-            ght_id: r.try_get(1)?,
-            establishment_id: r.try_get(3)?,
-            indicator_code: r.try_get(6)?,
-            period: r.try_get(8)?,
+            ght_id: r.text(1)?,
+            establishment_id: r.text(3)?,
+            indicator_code: r.text(6)?,
+            period: r.text(8)?,
         },
-        ars_region: r.try_get(2)?,
-        catalogue: r.try_get(4)?,
-        catalogue_version: r.try_get(5)?,
-        domain: r.try_get(7)?,
-        period_key: r.try_get(9)?,
-        revision: r.try_get(10)?,
-        value_type: r.try_get(11)?,
-        value_text: r.try_get(12)?,
-        evidence_note: r.try_get(13)?,
-        evidence_ref: r.try_get(14)?,
+        ars_region: r.text(2)?,
+        catalogue: r.text(4)?,
+        catalogue_version: r.text(5)?,
+        domain: r.int(7)?,
+        period_key: r.int(9)?,
+        revision: r.int(10)?,
+        value_type: r.text(11)?,
+        value_text: r.text(12)?,
+        evidence_note: r.text(13)?,
+        evidence_ref: r.text(14)?,
         status: Status::parse(&status).ok_or_else(|| AppError::internal(format!("stored status {status}")))?,
-        declared_by: r.try_get(16)?,
-        declared_at: r.try_get(17)?,
-        submitted_by: r.try_get(18)?,
-        submitted_at: r.try_get(19)?,
-        reviewed_by: r.try_get(20)?,
-        reviewed_at: r.try_get(21)?,
-        review_comment: r.try_get(22)?,
-        updated_at: r.try_get(23)?,
-        change_seq: r.try_get(24)?,
+        declared_by: r.text(16)?,
+        declared_at: r.int(17)?,
+        submitted_by: r.text(18)?,
+        submitted_at: r.int(19)?,
+        reviewed_by: r.text(20)?,
+        reviewed_at: r.int(21)?,
+        review_comment: r.text(22)?,
+        updated_at: r.int(23)?,
+        change_seq: r.int(24)?,
     })
 }
 
@@ -487,16 +474,11 @@ pub async fn values_of_scope(
     establishment_id: &str,
     catalogue: &str,
 ) -> AppResult<Vec<ValueRow>> {
-    let rows = sqlx::query(&format!(
+    let sql = format!(
         "SELECT {VALUE_COLUMNS} FROM indicator_value v WHERE v.ght_id = $1 AND v.establishment_id = $2 \
          AND v.catalogue = $3 ORDER BY v.indicator_code, v.period_key, v.revision"
-    ))
-    .bind(ght_id)
-    .bind(establishment_id)
-    .bind(catalogue)
-    .fetch_all(&db.read)
-    .await?;
-    rows.iter().map(value_from_row).collect()
+    );
+    db.rows(&sql, &[ght_id.into(), establishment_id.into(), catalogue.into()], |r| value_from_row(r)).await
 }
 
 /// Every revision of one value (oldest first) and every step of its workflow.

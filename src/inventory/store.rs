@@ -15,7 +15,7 @@ use super::{
     types::{product_key, EnumCode},
 };
 use crate::{
-    db::Db,
+    db::{Cols, Db},
     facts::{AppFacts, TerritoryFacts},
     proto,
     time::{now_micros, to_rfc3339},
@@ -57,16 +57,16 @@ pub enum PushOutcome {
 const INFO_COLUMNS: &str =
     "establishment_id, ght_id, version, pushed_at, author, content_hash, as_of, application_count";
 
-fn info_from_row(r: &sqlx::any::AnyRow) -> AppResult<proto::InventoryVersionInfo> {
+fn info_from_row(r: &(impl Cols + ?Sized)) -> AppResult<proto::InventoryVersionInfo> {
     Ok(proto::InventoryVersionInfo {
-        establishment_id: r.try_get(0)?,
-        ght_id: r.try_get(1)?,
-        version: u32::try_from(r.try_get::<i64, _>(2)?).map_err(AppError::internal)?,
-        pushed_at: to_rfc3339(r.try_get(3)?),
-        author: r.try_get(4)?,
-        content_hash: r.try_get(5)?,
-        as_of: r.try_get(6)?,
-        application_count: u32::try_from(r.try_get::<i64, _>(7)?).map_err(AppError::internal)?,
+        establishment_id: r.text(0)?,
+        ght_id: r.text(1)?,
+        version: u32::try_from(r.int(2)?).map_err(AppError::internal)?,
+        pushed_at: to_rfc3339(r.int(3)?),
+        author: r.text(4)?,
+        content_hash: r.text(5)?,
+        as_of: r.text(6)?,
+        application_count: u32::try_from(r.int(7)?).map_err(AppError::internal)?,
     })
 }
 
@@ -220,12 +220,17 @@ pub async fn get_version(
     establishment_id: &str,
     version: Option<i64>,
 ) -> AppResult<Option<(proto::InventoryVersionInfo, proto::InventoryDocument)>> {
-    let row = match version {
+    let decode = |r: &dyn Cols| {
+        let doc = proto::InventoryDocument::decode(r.blob(8)?.as_slice())
+            .map_err(|e| AppError::internal(format!("stored document: {e}")))?;
+        Ok((info_from_row(r)?, doc))
+    };
+    match version {
         Some(n) => {
             let sql = format!(
                 "SELECT {INFO_COLUMNS}, document FROM inventory_version WHERE establishment_id = $1 AND version = $2"
             );
-            sqlx::query(&sql).bind(establishment_id).bind(n).fetch_optional(&db.read).await?
+            db.row(&sql, &[establishment_id.into(), n.into()], decode).await
         }
         None => {
             let sql = format!(
@@ -233,25 +238,15 @@ pub async fn get_version(
                  ON v.establishment_id = h.establishment_id AND v.version = h.version WHERE h.establishment_id = $1",
                 INFO_COLUMNS.replace(", ", ", v.")
             );
-            sqlx::query(&sql).bind(establishment_id).fetch_optional(&db.read).await?
+            db.row(&sql, &[establishment_id.into()], decode).await
         }
-    };
-    let Some(row) = row else { return Ok(None) };
-    let bytes: Vec<u8> = row.try_get(8)?;
-    let doc = proto::InventoryDocument::decode(bytes.as_slice())
-        .map_err(|e| AppError::internal(format!("stored document: {e}")))?;
-    Ok(Some((info_from_row(&row)?, doc)))
+    }
 }
 
 /// Every version of an establishment, oldest first.
 pub async fn list_versions(db: &Db, establishment_id: &str) -> AppResult<Vec<proto::InventoryVersionInfo>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {INFO_COLUMNS} FROM inventory_version WHERE establishment_id = $1 ORDER BY version"
-    ))
-    .bind(establishment_id)
-    .fetch_all(&db.read)
-    .await?;
-    rows.iter().map(info_from_row).collect()
+    let sql = format!("SELECT {INFO_COLUMNS} FROM inventory_version WHERE establishment_id = $1 ORDER BY version");
+    db.rows(&sql, &[establishment_id.into()], |r| info_from_row(r)).await
 }
 
 fn decode_summary(bytes: &[u8]) -> AppResult<VersionSummary> {
@@ -260,80 +255,63 @@ fn decode_summary(bytes: &[u8]) -> AppResult<VersionSummary> {
 
 /// The latest version of each establishment of the GHT that has one, by establishment id.
 pub async fn heads(db: &Db, ght_id: &str) -> AppResult<Vec<(String, Head)>> {
-    let rows = sqlx::query(
+    let sql =
         "SELECT v.establishment_id, v.version, v.pushed_at, v.as_of, v.application_count, v.budget_operating_cents, \
          v.budget_investment_cents, v.pssi_status, v.summary FROM inventory_head h JOIN inventory_version v \
-         ON v.establishment_id = h.establishment_id AND v.version = h.version WHERE h.ght_id = $1",
-    )
-    .bind(ght_id)
-    .fetch_all(&db.read)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let summary: Vec<u8> = r.try_get(8)?;
-            Ok((
-                r.try_get(0)?,
-                Head {
-                    version: r.try_get(1)?,
-                    pushed_at: r.try_get(2)?,
-                    as_of: r.try_get(3)?,
-                    application_count: r.try_get(4)?,
-                    budget_operating_eur: r.try_get::<Option<i64>, _>(5)?.map(from_cents),
-                    budget_investment_eur: r.try_get::<Option<i64>, _>(6)?.map(from_cents),
-                    pssi_status: r.try_get(7)?,
-                    summary: decode_summary(&summary)?,
-                },
-            ))
-        })
-        .collect()
+         ON v.establishment_id = h.establishment_id AND v.version = h.version WHERE h.ght_id = $1";
+    db.rows(sql, &[ght_id.into()], |r| {
+        Ok((
+            r.text(0)?,
+            Head {
+                version: r.int(1)?,
+                pushed_at: r.int(2)?,
+                as_of: r.text(3)?,
+                application_count: r.int(4)?,
+                budget_operating_eur: r.opt_int(5)?.map(from_cents),
+                budget_investment_eur: r.opt_int(6)?.map(from_cents),
+                pssi_status: r.opt_text(7)?,
+                summary: decode_summary(&r.blob(8)?)?,
+            },
+        ))
+    })
+    .await
 }
 
 /// The applications of the latest versions of the GHT's establishments.
 pub async fn head_applications(db: &Db, ght_id: &str) -> AppResult<Vec<AppRow>> {
-    let rows = sqlx::query(
-        "SELECT a.establishment_id, a.item_id, a.domain, a.product, a.vendor, a.name, a.app_version, a.hosting, \
+    let sql = "SELECT a.establishment_id, a.item_id, a.domain, a.product, a.vendor, a.name, a.app_version, a.hosting, \
          a.users_count, a.is_target, a.end_of_support FROM inventory_head h JOIN inventory_application a \
-         ON a.establishment_id = h.establishment_id AND a.version = h.version WHERE h.ght_id = $1",
-    )
-    .bind(ght_id)
-    .fetch_all(&db.read)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(AppRow {
-                establishment_id: r.try_get(0)?,
-                item_id: r.try_get(1)?,
-                domain: r.try_get(2)?,
-                product: r.try_get(3)?,
-                vendor: r.try_get(4)?,
-                name: r.try_get(5)?,
-                version: r.try_get(6)?,
-                hosting: r.try_get(7)?,
-                users_count: r.try_get(8)?,
-                is_target: r.try_get::<i64, _>(9)? != 0,
-                end_of_support: r.try_get(10)?,
-            })
+         ON a.establishment_id = h.establishment_id AND a.version = h.version WHERE h.ght_id = $1";
+    db.rows(sql, &[ght_id.into()], |r| {
+        Ok(AppRow {
+            establishment_id: r.text(0)?,
+            item_id: r.text(1)?,
+            domain: r.text(2)?,
+            product: r.text(3)?,
+            vendor: r.text(4)?,
+            name: r.text(5)?,
+            version: r.text(6)?,
+            hosting: r.text(7)?,
+            users_count: r.int(8)?,
+            is_target: r.int(9)? != 0,
+            end_of_support: r.text(10)?,
         })
-        .collect()
+    })
+    .await
 }
 
 /// Every version of the GHT's establishments (summaries only), for trends.
 pub async fn history(db: &Db, ght_id: &str) -> AppResult<Vec<HistoryEvent>> {
-    let rows = sqlx::query("SELECT establishment_id, version, as_of, summary FROM inventory_version WHERE ght_id = $1")
-        .bind(ght_id)
-        .fetch_all(&db.read)
-        .await?;
-    rows.iter()
-        .map(|r| {
-            let summary: Vec<u8> = r.try_get(3)?;
-            Ok(HistoryEvent {
-                establishment_id: r.try_get(0)?,
-                version: r.try_get(1)?,
-                as_of: r.try_get(2)?,
-                summary: decode_summary(&summary)?,
-            })
+    let sql = "SELECT establishment_id, version, as_of, summary FROM inventory_version WHERE ght_id = $1";
+    db.rows(sql, &[ght_id.into()], |r| {
+        Ok(HistoryEvent {
+            establishment_id: r.text(0)?,
+            version: r.int(1)?,
+            as_of: r.text(2)?,
+            summary: decode_summary(&r.blob(3)?)?,
         })
-        .collect()
+    })
+    .await
 }
 
 /// Fills, for each establishment of `facts`, what its latest inventory says

@@ -350,13 +350,12 @@ impl MovementService {
     ) -> AppResult<proto::PatientJourneyResponse> {
         use crate::identity::store as ids;
         let t = validate::token("territorial_id", &req.territorial_id, 40)?;
-        let mut conn = self.db.read.acquire().await?;
-        let (ght, _, _) = ids::territorial(&mut conn, &t)
+        let mut db = self.db.reader();
+        let (ght, _, _) = ids::territorial(&mut db, &t)
             .await?
             .ok_or_else(|| AppError::not_found(format!("territorial identity {t}")))?;
-        let live = ids::resolve_territorial(&mut conn, &t).await?.unwrap_or_else(|| t.clone());
-        let locals = ids::locals_of(&mut conn, &live).await?;
-        drop(conn);
+        let live = ids::resolve_territorial(&mut db, &t).await?.unwrap_or_else(|| t.clone());
+        let locals = ids::locals_of(&mut db, &live).await?;
         let mut encounters = vec![];
         for l in &locals {
             encounters.extend(store::encounters_of_patient(&self.db, &l.establishment_id, &l.ipp).await?);

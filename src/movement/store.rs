@@ -1,14 +1,14 @@
 //! SQL of the movement domain: batched publication, encounters, the subscription
 //! feed, journeys and care relationships.
 
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use super::{
     adt::Mv,
     types::{Class, Trigger},
 };
 use crate::{
-    db::Db,
+    db::{Cols, Db},
     proto,
     time::{opt_rfc3339, to_rfc3339},
     AppError, AppResult,
@@ -62,7 +62,7 @@ impl StoredMv {
     }
 }
 
-pub(super) fn mv_from_row(r: &impl crate::db::Cols, offset: usize) -> AppResult<StoredMv> {
+pub(super) fn mv_from_row(r: &(impl crate::db::Cols + ?Sized), offset: usize) -> AppResult<StoredMv> {
     let trigger = r.text(offset + 5)?;
     let class = r.text(offset + 9)?;
     Ok(StoredMv {
@@ -106,15 +106,15 @@ pub struct FeedRow {
 /// Committed movements after `position`, in position order.
 pub async fn feed_after(db: &Db, position: i64, limit: i64) -> AppResult<Vec<FeedRow>> {
     let cols = MV_COLS.split(", ").map(|c| format!("m.{c}")).collect::<Vec<_>>().join(", ");
-    let rows = sqlx::query(&format!(
+    let sql = format!(
         "SELECT {cols}, COALESCE(l.territorial_id, '') FROM movement m \
          LEFT JOIN local_identity l ON l.establishment_id = m.establishment_id AND l.ipp = m.ipp \
          WHERE m.position > $1 ORDER BY m.position LIMIT {limit}"
-    ))
-    .bind(position)
-    .fetch_all(&db.read)
-    .await?;
-    rows.iter().map(|r| Ok(FeedRow { movement: mv_from_row(r, 0)?, territorial_id: r.try_get(N_MV_COLS)? })).collect()
+    );
+    db.rows(&sql, &[position.into()], |r| {
+        Ok(FeedRow { movement: mv_from_row(r, 0)?, territorial_id: r.text(N_MV_COLS)? })
+    })
+    .await
 }
 
 /// An encounter row.
@@ -135,73 +135,50 @@ pub struct EncounterRow {
     pub first_event_at: i64,
 }
 
-fn encounter_from_row(r: &sqlx::any::AnyRow) -> AppResult<EncounterRow> {
+fn encounter_from_row(r: &dyn Cols) -> AppResult<EncounterRow> {
     Ok(EncounterRow {
-        establishment_id: r.try_get(0)?,
-        encounter_id: r.try_get(1)?,
-        ipp: r.try_get(2)?,
-        status: r.try_get(3)?,
-        class: r.try_get(4)?,
-        medical_unit: r.try_get(5)?,
-        care_unit: r.try_get(6)?,
-        admitted_at: r.try_get(7)?,
-        discharged_at: r.try_get(8)?,
-        origin: r.try_get(9)?,
-        destination: r.try_get(10)?,
-        anomalies: r.try_get(11)?,
-        first_event_at: r.try_get(12)?,
+        establishment_id: r.text(0)?,
+        encounter_id: r.text(1)?,
+        ipp: r.text(2)?,
+        status: r.text(3)?,
+        class: r.text(4)?,
+        medical_unit: r.text(5)?,
+        care_unit: r.text(6)?,
+        admitted_at: r.opt_int(7)?,
+        discharged_at: r.opt_int(8)?,
+        origin: r.text(9)?,
+        destination: r.text(10)?,
+        anomalies: r.text(11)?,
+        first_event_at: r.int(12)?,
     })
 }
 
 pub async fn encounter(db: &Db, est: &str, encounter_id: &str) -> AppResult<Option<EncounterRow>> {
-    let row =
-        sqlx::query(&format!("SELECT {ENC_COLS} FROM encounter WHERE establishment_id = $1 AND encounter_id = $2"))
-            .bind(est)
-            .bind(encounter_id)
-            .fetch_optional(&db.read)
-            .await?;
-    row.as_ref().map(encounter_from_row).transpose()
+    let sql = format!("SELECT {ENC_COLS} FROM encounter WHERE establishment_id = $1 AND encounter_id = $2");
+    db.row(&sql, &[est.into(), encounter_id.into()], encounter_from_row).await
 }
 
 /// Encounters of one local identity, by first event.
 pub async fn encounters_of_patient(db: &Db, est: &str, ipp: &str) -> AppResult<Vec<EncounterRow>> {
-    let rows = sqlx::query(&format!(
+    let sql = format!(
         "SELECT {ENC_COLS} FROM encounter WHERE establishment_id = $1 AND ipp = $2 ORDER BY first_event_at, encounter_id"
-    ))
-    .bind(est)
-    .bind(ipp)
-    .fetch_all(&db.read)
-    .await?;
-    rows.iter().map(encounter_from_row).collect()
+    );
+    db.rows(&sql, &[est.into(), ipp.into()], encounter_from_row).await
 }
 
 /// The whole history of an encounter, in event-time order.
 pub async fn history(db: &Db, est: &str, encounter_id: &str) -> AppResult<Vec<StoredMv>> {
-    let mut h = sqlx::query(&format!(
-        "SELECT {MV_COLS} FROM movement WHERE establishment_id = $1 AND encounter_id = $2 ORDER BY position"
-    ))
-    .bind(est)
-    .bind(encounter_id)
-    .fetch_all(&db.read)
-    .await?
-    .iter()
-    .map(|r| mv_from_row(r, 0))
-    .collect::<AppResult<Vec<_>>>()?;
+    // No ORDER BY: the rows are sorted here (see the publication's look-ups).
+    let sql = format!("SELECT {MV_COLS} FROM movement WHERE establishment_id = $1 AND encounter_id = $2");
+    let mut h = db.rows(&sql, &[est.into(), encounter_id.into()], |r| mv_from_row(r, 0)).await?;
     h.sort_by_key(|s| (s.mv.event_time, s.mv.position));
     Ok(h)
 }
 
 /// The territorial identity of a local identity (empty if unknown).
 pub async fn territorial_of(db: &Db, est: &str, ipp: &str) -> AppResult<String> {
-    let row = sqlx::query("SELECT territorial_id FROM local_identity WHERE establishment_id = $1 AND ipp = $2")
-        .bind(est)
-        .bind(ipp)
-        .fetch_optional(&db.read)
-        .await?;
-    Ok(match row {
-        Some(r) => r.try_get(0)?,
-        None => String::new(),
-    })
+    let sql = "SELECT territorial_id FROM local_identity WHERE establishment_id = $1 AND ipp = $2";
+    Ok(db.row(sql, &[est.into(), ipp.into()], |r| r.text(0)).await?.unwrap_or_default())
 }
 
 impl EncounterRow {
@@ -231,17 +208,11 @@ impl EncounterRow {
 /// local identity with an open encounter (admitted or on leave: not pre-admitted,
 /// discharged or cancelled) at `establishment`.
 pub async fn has_open_encounter(db: &Db, establishment: &str, patient: &str) -> AppResult<bool> {
-    let mut conn = db.read.acquire().await?;
-    let Some(live) = crate::identity::store::resolve_territorial(&mut conn, patient).await? else {
+    let Some(live) = crate::identity::store::resolve_territorial(&mut db.reader(), patient).await? else {
         return Ok(false);
     };
-    let row = sqlx::query(
+    let sql =
         "SELECT 1 FROM local_identity l JOIN encounter e ON e.establishment_id = l.establishment_id AND e.ipp = l.ipp \
-         WHERE l.territorial_id = $1 AND l.establishment_id = $2 AND e.status IN ('ADMITTED', 'ON_LEAVE') LIMIT 1",
-    )
-    .bind(&live)
-    .bind(establishment)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(row.is_some())
+         WHERE l.territorial_id = $1 AND l.establishment_id = $2 AND e.status IN ('ADMITTED', 'ON_LEAVE') LIMIT 1";
+    Ok(db.row(sql, &[live.as_str().into(), establishment.into()], |_| Ok(())).await?.is_some())
 }

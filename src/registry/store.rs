@@ -3,27 +3,25 @@
 use sqlx::Row;
 
 use super::{category_str, establishment_role_str, parse_category, parse_establishment_role};
-use crate::{db::Db, proto, time::to_rfc3339, AppError, AppResult};
+use crate::{
+    db::{Cols, Db},
+    proto,
+    time::to_rfc3339,
+    AppError, AppResult,
+};
 
-fn ght_from_row(r: &sqlx::any::AnyRow) -> AppResult<proto::Ght> {
-    Ok(proto::Ght {
-        id: r.try_get(0)?,
-        name: r.try_get(1)?,
-        ars_region: r.try_get(2)?,
-        created_at: to_rfc3339(r.try_get(3)?),
-    })
+fn ght_from_row(r: &dyn Cols) -> AppResult<proto::Ght> {
+    Ok(proto::Ght { id: r.text(0)?, name: r.text(1)?, ars_region: r.text(2)?, created_at: to_rfc3339(r.int(3)?) })
 }
 
-fn establishment_from_row(r: &sqlx::any::AnyRow) -> AppResult<proto::Establishment> {
-    let role: String = r.try_get(3)?;
-    let category: String = r.try_get(4)?;
+fn establishment_from_row(r: &dyn Cols) -> AppResult<proto::Establishment> {
     Ok(proto::Establishment {
-        id: r.try_get(0)?,
-        ght_id: r.try_get(1)?,
-        name: r.try_get(2)?,
-        role: parse_establishment_role(&role) as i32,
-        category: parse_category(&category) as i32,
-        created_at: to_rfc3339(r.try_get(5)?),
+        id: r.text(0)?,
+        ght_id: r.text(1)?,
+        name: r.text(2)?,
+        role: parse_establishment_role(&r.text(3)?) as i32,
+        category: parse_category(&r.text(4)?) as i32,
+        created_at: to_rfc3339(r.int(5)?),
     })
 }
 
@@ -43,20 +41,12 @@ pub async fn insert_ght(tx: &mut sqlx::AnyConnection, g: &proto::Ght, at: i64) -
 }
 
 pub async fn get_ght(db: &Db, id: &str) -> AppResult<Option<proto::Ght>> {
-    let row = sqlx::query("SELECT id, name, ars_region, created_at FROM ght WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&db.read)
-        .await?;
-    row.as_ref().map(ght_from_row).transpose()
+    db.row("SELECT id, name, ars_region, created_at FROM ght WHERE id = $1", &[id.into()], ght_from_row).await
 }
 
 pub async fn list_ghts(db: &Db, region: Option<&str>) -> AppResult<Vec<proto::Ght>> {
-    let rows =
-        sqlx::query("SELECT id, name, ars_region, created_at FROM ght WHERE ($1 = '' OR ars_region = $1) ORDER BY id")
-            .bind(region.unwrap_or(""))
-            .fetch_all(&db.read)
-            .await?;
-    rows.iter().map(ght_from_row).collect()
+    let sql = "SELECT id, name, ars_region, created_at FROM ght WHERE ($1 = '' OR ars_region = $1) ORDER BY id";
+    db.rows(sql, &[region.unwrap_or("").into()], ght_from_row).await
 }
 
 /// The ARS region of a GHT (None when the GHT is unknown).
@@ -64,11 +54,7 @@ pub async fn ght_region(db: &Db, ght_id: &str) -> AppResult<Option<String>> {
     if let Some(r) = db.registry_cache.ght_region.read().ok().and_then(|c| c.get(ght_id).cloned()) {
         return Ok(Some(r));
     }
-    let row = sqlx::query("SELECT ars_region FROM ght WHERE id = $1").bind(ght_id).fetch_optional(&db.read).await?;
-    let region: Option<String> = match row {
-        Some(r) => Some(r.try_get(0)?),
-        None => None,
-    };
+    let region = db.row("SELECT ars_region FROM ght WHERE id = $1", &[ght_id.into()], |r| r.text(0)).await?;
     if let (Some(r), Ok(mut cache)) = (&region, db.registry_cache.ght_region.write()) {
         cache.insert(ght_id.to_string(), r.clone());
     }
@@ -80,14 +66,8 @@ pub async fn establishment_ght_role(db: &Db, establishment_id: &str) -> AppResul
     if let Some(v) = db.registry_cache.establishment.read().ok().and_then(|c| c.get(establishment_id).cloned()) {
         return Ok(Some(v));
     }
-    let row = sqlx::query("SELECT ght_id, role FROM establishment WHERE id = $1")
-        .bind(establishment_id)
-        .fetch_optional(&db.read)
-        .await?;
-    let v: Option<(String, String)> = match row {
-        Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
-        None => None,
-    };
+    let sql = "SELECT ght_id, role FROM establishment WHERE id = $1";
+    let v = db.row(sql, &[establishment_id.into()], |r| Ok((r.text(0)?, r.text(1)?))).await?;
     if let (Some(v), Ok(mut cache)) = (&v, db.registry_cache.establishment.write()) {
         cache.insert(establishment_id.to_string(), v.clone());
     }
@@ -129,33 +109,24 @@ pub async fn insert_establishment(tx: &mut sqlx::AnyConnection, e: &proto::Estab
 }
 
 pub async fn get_establishment(db: &Db, id: &str) -> AppResult<Option<proto::Establishment>> {
-    let row = sqlx::query("SELECT id, ght_id, name, role, category, created_at FROM establishment WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&db.read)
-        .await?;
-    row.as_ref().map(establishment_from_row).transpose()
+    let sql = "SELECT id, ght_id, name, role, category, created_at FROM establishment WHERE id = $1";
+    db.row(sql, &[id.into()], establishment_from_row).await
 }
 
 pub async fn list_establishments(db: &Db, ght_id: &str) -> AppResult<Vec<proto::Establishment>> {
-    let rows = sqlx::query(
-        "SELECT id, ght_id, name, role, category, created_at FROM establishment WHERE ght_id = $1 ORDER BY id",
-    )
-    .bind(ght_id)
-    .fetch_all(&db.read)
-    .await?;
-    rows.iter().map(establishment_from_row).collect()
+    let sql = "SELECT id, ght_id, name, role, category, created_at FROM establishment WHERE ght_id = $1 ORDER BY id";
+    db.rows(sql, &[ght_id.into()], establishment_from_row).await
 }
 
-fn account_from_row(r: &sqlx::any::AnyRow) -> AppResult<proto::PartyAccount> {
-    let role: String = r.try_get(1)?;
+fn account_from_row(r: &dyn Cols) -> AppResult<proto::PartyAccount> {
     Ok(proto::PartyAccount {
-        subject: r.try_get(0)?,
-        role: crate::access::Role::parse(&role).map(|r| r.to_proto() as i32).unwrap_or(0),
-        ght_id: r.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
-        establishment_id: r.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
-        ars_region: r.try_get::<Option<String>, _>(4)?.unwrap_or_default(),
-        display_name: r.try_get(5)?,
-        created_at: to_rfc3339(r.try_get(6)?),
+        subject: r.text(0)?,
+        role: crate::access::Role::parse(&r.text(1)?).map(|r| r.to_proto() as i32).unwrap_or(0),
+        ght_id: r.opt_text(2)?.unwrap_or_default(),
+        establishment_id: r.opt_text(3)?.unwrap_or_default(),
+        ars_region: r.opt_text(4)?.unwrap_or_default(),
+        display_name: r.text(5)?,
+        created_at: to_rfc3339(r.int(6)?),
     })
 }
 
@@ -187,12 +158,7 @@ pub async fn insert_account(
 }
 
 pub async fn list_accounts(db: &Db, ght_id: &str) -> AppResult<Vec<proto::PartyAccount>> {
-    let rows = sqlx::query(
-        "SELECT subject, role, ght_id, establishment_id, ars_region, display_name, created_at \
-         FROM party_account WHERE ght_id = $1 ORDER BY subject",
-    )
-    .bind(ght_id)
-    .fetch_all(&db.read)
-    .await?;
-    rows.iter().map(account_from_row).collect()
+    let sql = "SELECT subject, role, ght_id, establishment_id, ars_region, display_name, created_at \
+         FROM party_account WHERE ght_id = $1 ORDER BY subject";
+    db.rows(sql, &[ght_id.into()], account_from_row).await
 }
