@@ -256,7 +256,10 @@ pub trait Reader {
 }
 
 /// See [`Db::reader`].
-pub struct DbReader<'a>(&'a Db);
+pub struct DbReader<'a> {
+    db: &'a Db,
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+}
 
 impl Reader for DbReader<'_> {
     async fn rows<T>(
@@ -265,7 +268,14 @@ impl Reader for DbReader<'_> {
         args: &[Arg<'_>],
         decode: impl Fn(&dyn Cols) -> AppResult<T>,
     ) -> AppResult<Vec<T>> {
-        self.0.rows(sql, args, decode).await
+        if let Some(d) = &self.db.direct {
+            return d.read(|conn| direct_rows(conn, sql, args, decode));
+        }
+        let conn = match &mut self.conn {
+            Some(c) => c,
+            None => self.conn.insert(self.db.read.acquire().await?),
+        };
+        conn.rows(sql, args, decode).await
     }
 }
 
@@ -536,9 +546,10 @@ impl Db {
     }
 
     /// This database as a [`Reader`], for reads written once for a transaction and
-    /// for the pool.
+    /// for the pool. On PostgreSQL its statements share one pooled connection, taken at
+    /// the first: each release of a pooled connection costs a round trip (sqlx pings it).
     pub fn reader(&self) -> DbReader<'_> {
-        DbReader(self)
+        DbReader { db: self, conn: None }
     }
 
     /// Cheap liveness probe used by health reporting.
@@ -703,6 +714,33 @@ mod tests {
         assert_eq!(audit_file_url("sqlite://data/ghthub.db?mode=rwc"), "sqlite://data/ghthub-audit.db?mode=rwc");
         assert_eq!(audit_file_url("sqlite:///var/lib/v1.2/hub"), "sqlite:///var/lib/v1.2/hub-audit");
         assert_eq!(audit_file_url("sqlite:hub.sqlite3"), "sqlite:hub-audit.sqlite3");
+    }
+
+    /// `Db::rows` binds `$n` by name on the direct reader: a statement may use its
+    /// parameters in any order and more than once; a bind the statement does not name
+    /// is an error, never a silently shifted value. A write through sqlx is seen by the
+    /// next direct read.
+    #[tokio::test]
+    async fn direct_reads_bind_by_name_and_see_committed_writes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::connect(&format!("sqlite://{}/hub.db", dir.path().display()), 2).await.expect("open");
+        let text = |r: &dyn Cols| r.text(0);
+        let got = db.rows("SELECT $2 || '-' || $1 || '-' || $2", &["a".into(), "b".into()], text).await;
+        assert_eq!(got.expect("read"), vec!["b-a-b".to_string()]);
+        assert!(db.rows("SELECT $1", &["a".into(), "b".into()], text).await.is_err());
+        let at = 7_i64;
+        sqlx::query("INSERT INTO ght (id, name, ars_region, created_at) VALUES ($1, $2, $3, $4)")
+            .bind("540300002")
+            .bind("GHT test")
+            .bind("44")
+            .bind(at)
+            .execute(&db.write)
+            .await
+            .expect("write");
+        let sql = "SELECT name, created_at FROM ght WHERE id = $1";
+        let row = db.row(sql, &["540300002".into()], |r| Ok((r.text(0)?, r.int(1)?))).await.expect("read");
+        assert_eq!(row, Some(("GHT test".to_string(), at)));
+        close(&db).await;
     }
 
     /// A database from before the split holds its audit records in the main file: the

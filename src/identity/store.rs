@@ -289,9 +289,10 @@ pub async fn locals_of(r: &mut impl Reader, territorial_id: &str) -> AppResult<V
 /// returning its identities (see [`Db::rows`]).
 async fn read_identities(db: &Db, statements: Vec<(String, Vec<String>)>) -> AppResult<Vec<Vec<IdentityRow>>> {
     let mut out = Vec::with_capacity(statements.len());
+    let mut reader = db.reader();
     for (sql, binds) in &statements {
         let args: Vec<Arg> = binds.iter().map(Arg::from).collect();
-        out.push(db.rows(sql, &args, |r| from_row(r)).await?);
+        out.push(reader.rows(sql, &args, |r| from_row(r)).await?);
     }
     Ok(out)
 }
