@@ -529,10 +529,7 @@ impl Db {
         args: &[Arg<'_>],
         decode: impl Fn(&dyn Cols) -> AppResult<T>,
     ) -> AppResult<Vec<T>> {
-        match &self.direct {
-            Some(d) => d.read(|conn| direct_rows(conn, sql, args, decode)),
-            None => self.read.acquire().await?.rows(sql, args, decode).await,
-        }
+        self.reader().rows(sql, args, decode).await
     }
 
     /// The first row of one read statement, if any (see [`Db::rows`]).
@@ -542,7 +539,7 @@ impl Db {
         args: &[Arg<'_>],
         decode: impl Fn(&dyn Cols) -> AppResult<T>,
     ) -> AppResult<Option<T>> {
-        Ok(self.rows(sql, args, decode).await?.into_iter().next())
+        self.reader().row(sql, args, decode).await
     }
 
     /// This database as a [`Reader`], for reads written once for a transaction and
