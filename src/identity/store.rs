@@ -286,10 +286,12 @@ pub async fn locals_of(r: &mut impl Reader, territorial_id: &str) -> AppResult<V
 }
 
 /// Runs read statements that select [`COLS`] with text binds (`$n` in order), each
-/// returning its identities (see [`Db::rows`]).
-async fn read_identities(db: &Db, statements: Vec<(String, Vec<String>)>) -> AppResult<Vec<Vec<IdentityRow>>> {
+/// returning its identities, on one reader (see [`Db::reader`]) or in a transaction.
+async fn read_identities(
+    reader: &mut impl Reader,
+    statements: Vec<(String, Vec<String>)>,
+) -> AppResult<Vec<Vec<IdentityRow>>> {
     let mut out = Vec::with_capacity(statements.len());
-    let mut reader = db.reader();
     for (sql, binds) in &statements {
         let args: Vec<Arg> = binds.iter().map(Arg::from).collect();
         out.push(reader.rows(sql, &args, |r| from_row(r)).await?);
@@ -307,7 +309,7 @@ pub async fn get_with_locals(db: &Db, est: &str, ipp: &str) -> AppResult<Option<
          ORDER BY establishment_id, ipp"
     );
     let binds = vec![est.to_string(), ipp.to_string()];
-    let mut found = read_identities(db, vec![(get, binds.clone()), (locals, binds)]).await?.into_iter();
+    let mut found = read_identities(&mut db.reader(), vec![(get, binds.clone()), (locals, binds)]).await?.into_iter();
     let row = found.next().and_then(|mut v| v.pop());
     let locals = found.next().unwrap_or_default();
     Ok(row.map(|r| (r, locals)))
@@ -332,21 +334,13 @@ pub async fn with_ins(conn: &mut AnyConnection, ght: &str, ins: &Ins) -> AppResu
 /// birth date + phonetic first name (a typo in one of them still finds the pair).
 /// `establishments` restricts to those (None = all). At most `per_block` per block.
 pub async fn blocked(
-    conn: &mut AnyConnection,
+    conn: &mut impl Reader,
     ght: &str,
     keys: &MatchKeys,
     establishments: Option<&[String]>,
     per_block: i64,
 ) -> AppResult<Vec<IdentityRow>> {
-    let mut found = vec![];
-    for (sql, binds) in block_statements(ght, keys, establishments, per_block) {
-        let mut q = sqlx::query(&sql);
-        for b in &binds {
-            q = q.bind(b);
-        }
-        found.push(q.fetch_all(&mut *conn).await?.iter().map(from_row).collect::<AppResult<Vec<_>>>()?);
-    }
-    Ok(distinct_rows(found))
+    Ok(distinct_rows(read_identities(conn, block_statements(ght, keys, establishments, per_block)).await?))
 }
 
 /// [`blocked`] outside a transaction (a search), on the read side.
@@ -357,7 +351,7 @@ pub async fn blocked_read(
     establishments: Option<&[String]>,
     per_block: i64,
 ) -> AppResult<Vec<IdentityRow>> {
-    Ok(distinct_rows(read_identities(db, block_statements(ght, keys, establishments, per_block)).await?))
+    blocked(&mut db.reader(), ght, keys, establishments, per_block).await
 }
 
 /// The statements of the three blocks (a block whose keys are unknown is skipped).
@@ -416,7 +410,7 @@ pub async fn by_phonetic_name(
     );
     let mut binds = vec![ght.to_string(), phon.to_string()];
     binds.extend(establishments.iter().cloned());
-    Ok(read_identities(db, vec![(sql, binds)]).await?.into_iter().flatten().collect())
+    Ok(read_identities(&mut db.reader(), vec![(sql, binds)]).await?.into_iter().flatten().collect())
 }
 
 /// Qualified identities carrying this INS in these establishments.
@@ -434,7 +428,7 @@ pub async fn search_ins(
     );
     let mut binds = vec![ins.matricule.clone(), ins.oid.clone(), ght.to_string()];
     binds.extend(establishments.iter().cloned());
-    Ok(read_identities(db, vec![(sql, binds)]).await?.into_iter().flatten().collect())
+    Ok(read_identities(&mut db.reader(), vec![(sql, binds)]).await?.into_iter().flatten().collect())
 }
 
 /// Applies changes with optimistic checks: each row must hold the `before` value,

@@ -8,7 +8,7 @@ use super::{
     types::{Class, Trigger},
 };
 use crate::{
-    db::{Cols, Db},
+    db::{Cols, Db, Reader},
     proto,
     time::{opt_rfc3339, to_rfc3339},
     AppError, AppResult,
@@ -208,11 +208,12 @@ impl EncounterRow {
 /// local identity with an open encounter (admitted or on leave: not pre-admitted,
 /// discharged or cancelled) at `establishment`.
 pub async fn has_open_encounter(db: &Db, establishment: &str, patient: &str) -> AppResult<bool> {
-    let Some(live) = crate::identity::store::resolve_territorial(&mut db.reader(), patient).await? else {
+    let mut reader = db.reader();
+    let Some(live) = crate::identity::store::resolve_territorial(&mut reader, patient).await? else {
         return Ok(false);
     };
     let sql =
         "SELECT 1 FROM local_identity l JOIN encounter e ON e.establishment_id = l.establishment_id AND e.ipp = l.ipp \
          WHERE l.territorial_id = $1 AND l.establishment_id = $2 AND e.status IN ('ADMITTED', 'ON_LEAVE') LIMIT 1";
-    Ok(db.row(sql, &[live.as_str().into(), establishment.into()], |_| Ok(())).await?.is_some())
+    Ok(reader.row(sql, &[live.as_str().into(), establishment.into()], |_| Ok(())).await?.is_some())
 }
