@@ -179,11 +179,16 @@ impl SqliteDirect {
     }
 }
 
-/// A bind value of a read statement (see [`Db::rows`]).
+/// A bind value of a statement (see [`Db::rows`], [`Tx::exec`]).
 #[derive(Debug, Clone, Copy)]
 pub enum Arg<'a> {
     Text(&'a str),
     Int(i64),
+    /// Text or NULL; typed, because PostgreSQL refuses an untyped NULL's type guess.
+    OptText(Option<&'a str>),
+    OptInt(Option<i64>),
+    Float(f64),
+    Blob(&'a [u8]),
 }
 
 impl<'a> From<&'a str> for Arg<'a> {
@@ -204,30 +209,86 @@ impl From<i64> for Arg<'_> {
     }
 }
 
-/// Runs one read statement on a direct SQLite connection. Binds go by name (`$n`), so
-/// a statement may use its parameters in any order, and more than once.
+impl From<f64> for Arg<'_> {
+    fn from(v: f64) -> Self {
+        Arg::Float(v)
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        Arg::OptText(v)
+    }
+}
+
+impl<'a> From<&'a Option<String>> for Arg<'a> {
+    fn from(v: &'a Option<String>) -> Self {
+        Arg::OptText(v.as_deref())
+    }
+}
+
+impl<'a> From<&'a [u8]> for Arg<'a> {
+    fn from(v: &'a [u8]) -> Self {
+        Arg::Blob(v)
+    }
+}
+
+/// One statement on a direct SQLite connection, prepared once per connection, with
+/// its binds. Binds go by name (`$n`), so a statement may use its parameters in any
+/// order, and more than once; a bind the statement does not name is an error, never a
+/// shifted value.
+fn direct_statement<'c>(
+    conn: &'c rusqlite::Connection,
+    sql: &str,
+    args: &[Arg<'_>],
+) -> AppResult<rusqlite::CachedStatement<'c>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    for (i, a) in args.iter().enumerate() {
+        let Some(idx) = stmt.parameter_index(&format!("${}", i + 1))? else {
+            return Err(AppError::internal(format!("statement has no parameter ${}: {sql}", i + 1)));
+        };
+        match *a {
+            Arg::Text(v) => stmt.raw_bind_parameter(idx, v)?,
+            Arg::Int(v) => stmt.raw_bind_parameter(idx, v)?,
+            Arg::OptText(v) => stmt.raw_bind_parameter(idx, v)?,
+            Arg::OptInt(v) => stmt.raw_bind_parameter(idx, v)?,
+            Arg::Float(v) => stmt.raw_bind_parameter(idx, v)?,
+            Arg::Blob(v) => stmt.raw_bind_parameter(idx, v)?,
+        }
+    }
+    Ok(stmt)
+}
+
+/// Runs one read statement on a direct SQLite connection (see [`direct_statement`]).
 pub fn direct_rows<T>(
     conn: &rusqlite::Connection,
     sql: &str,
     args: &[Arg<'_>],
     decode: impl Fn(&dyn Cols) -> AppResult<T>,
 ) -> AppResult<Vec<T>> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    for (i, a) in args.iter().enumerate() {
-        let Some(idx) = stmt.parameter_index(&format!("${}", i + 1))? else {
-            return Err(AppError::internal(format!("statement has no parameter ${}: {sql}", i + 1)));
-        };
-        match a {
-            Arg::Text(v) => stmt.raw_bind_parameter(idx, v)?,
-            Arg::Int(v) => stmt.raw_bind_parameter(idx, v)?,
-        }
-    }
+    let mut stmt = direct_statement(conn, sql, args)?;
     let mut rows = stmt.raw_query();
     let mut out = vec![];
     while let Some(r) = rows.next()? {
         out.push(decode(r)?);
     }
     Ok(out)
+}
+
+/// The same statement through sqlx, with the same binds.
+fn sqlx_query<'q>(sql: &'q str, args: &[Arg<'q>]) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let mut q = sqlx::query(sql);
+    for a in args {
+        q = match *a {
+            Arg::Text(v) => q.bind(v),
+            Arg::Int(v) => q.bind(v),
+            Arg::OptText(v) => q.bind(v),
+            Arg::OptInt(v) => q.bind(v),
+            Arg::Float(v) => q.bind(v),
+            Arg::Blob(v) => q.bind(v),
+        };
+    }
+    q
 }
 
 /// Where a read runs: the database ([`Db::reader`]: the direct reader on SQLite, the
@@ -286,15 +347,140 @@ impl Reader for sqlx::AnyConnection {
         args: &[Arg<'_>],
         decode: impl Fn(&dyn Cols) -> AppResult<T>,
     ) -> AppResult<Vec<T>> {
-        let mut q = sqlx::query(sql);
-        for a in args {
-            q = match *a {
-                Arg::Text(v) => q.bind(v),
-                Arg::Int(v) => q.bind(v),
-            };
-        }
-        q.fetch_all(&mut *self).await?.iter().map(|r| decode(r)).collect()
+        sqlx_query(sql, args).fetch_all(&mut *self).await?.iter().map(|r| decode(r)).collect()
     }
+}
+
+/// The writes of a transaction of either back-end: an sqlx transaction (PostgreSQL,
+/// and SQLite's rare paths), or the direct SQLite writer ([`Direct`]). Writes that run
+/// in both are written once over it, and run in one with [`write_tx!`].
+#[allow(async_fn_in_trait)]
+pub trait Tx: Reader {
+    /// Runs one write statement; returns the rows it changed.
+    async fn exec(&mut self, sql: &str, args: &[Arg<'_>]) -> AppResult<u64>;
+    /// PostgreSQL's statements (advisory locks, NOTIFY) are skipped elsewhere.
+    fn is_postgres(&self) -> bool;
+}
+
+impl Tx for sqlx::AnyConnection {
+    async fn exec(&mut self, sql: &str, args: &[Arg<'_>]) -> AppResult<u64> {
+        Ok(sqlx_query(sql, args).execute(&mut *self).await?.rows_affected())
+    }
+
+    fn is_postgres(&self) -> bool {
+        self.backend_name() != "SQLite"
+    }
+}
+
+// An sqlx transaction or pooled connection is its connection: callers pass `&mut tx`.
+impl Reader for sqlx::Transaction<'_, sqlx::Any> {
+    async fn rows<T>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+        decode: impl Fn(&dyn Cols) -> AppResult<T>,
+    ) -> AppResult<Vec<T>> {
+        (**self).rows(sql, args, decode).await
+    }
+}
+
+impl Tx for sqlx::Transaction<'_, sqlx::Any> {
+    async fn exec(&mut self, sql: &str, args: &[Arg<'_>]) -> AppResult<u64> {
+        (**self).exec(sql, args).await
+    }
+
+    fn is_postgres(&self) -> bool {
+        (**self).is_postgres()
+    }
+}
+
+impl Reader for sqlx::pool::PoolConnection<sqlx::Any> {
+    async fn rows<T>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+        decode: impl Fn(&dyn Cols) -> AppResult<T>,
+    ) -> AppResult<Vec<T>> {
+        (**self).rows(sql, args, decode).await
+    }
+}
+
+/// A transaction on the direct SQLite writer (see [`SqliteDirect::write`]). Its
+/// futures never wait: every statement blocks and returns, so code written over
+/// [`Tx`] runs here to completion in one poll (see [`ready`]).
+pub struct Direct<'c>(pub &'c rusqlite::Connection);
+
+impl Reader for Direct<'_> {
+    async fn rows<T>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+        decode: impl Fn(&dyn Cols) -> AppResult<T>,
+    ) -> AppResult<Vec<T>> {
+        direct_rows(self.0, sql, args, decode)
+    }
+}
+
+impl Tx for Direct<'_> {
+    async fn exec(&mut self, sql: &str, args: &[Arg<'_>]) -> AppResult<u64> {
+        Ok(direct_statement(self.0, sql, args)?.raw_execute()? as u64)
+    }
+
+    fn is_postgres(&self) -> bool {
+        false
+    }
+}
+
+/// The output of a future that never waits (one written over [`Tx`], run on
+/// [`Direct`]), without an executor. A future that does wait — it awaited real I/O,
+/// which has no place inside a direct transaction — is an error, not a blocked thread.
+pub fn ready<T>(f: impl std::future::Future<Output = AppResult<T>>) -> AppResult<T> {
+    let f = std::pin::pin!(f);
+    match f.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => Err(AppError::internal("a direct SQLite transaction awaited I/O")),
+    }
+}
+
+/// Pins a block's output type to [`AppResult`] so `?` converts into it (see [`write_tx!`]).
+pub fn app_result<T, F: std::future::Future<Output = AppResult<T>>>(f: F) -> F {
+    f
+}
+
+/// Runs `$body` in one write transaction, with `$tx` bound to it (`&mut impl Tx`):
+/// on SQLite on the direct writer, on the calling thread (see
+/// [`SqliteDirect::write_here`]), on PostgreSQL in a pool transaction. Commits when
+/// the body returns `Ok`, rolls back otherwise. The body is an async block's body
+/// that evaluates to an [`AppResult`]; it is compiled once for each back-end, and on
+/// SQLite must await nothing but its `Tx` (see [`ready`]). For short transactions:
+/// the body blocks a runtime thread for its duration.
+#[macro_export]
+macro_rules! write_tx {
+    ($db:expr, |$tx:ident| $body:block) => {{
+        let db: &$crate::db::Db = &$db;
+        match &db.direct {
+            Some(direct) => {
+                direct
+                    .write_here(|t| {
+                        let $tx = &mut $crate::db::Direct(t);
+                        $crate::db::ready($crate::db::app_result(async { $body }))
+                    })
+                    .await
+            }
+            None => {
+                $crate::db::app_result(async {
+                    let mut t = db.write.begin().await?;
+                    let out = {
+                        let $tx: &mut sqlx::AnyConnection = &mut *t;
+                        $crate::db::app_result(async { $body }).await?
+                    };
+                    t.commit().await?;
+                    Ok(out)
+                })
+                .await
+            }
+        }
+    }};
 }
 
 /// How often a file's checkpointer copies committed WAL pages into the database file.
@@ -373,6 +559,7 @@ pub trait Cols {
     fn int(&self, i: usize) -> AppResult<i64>;
     fn opt_int(&self, i: usize) -> AppResult<Option<i64>>;
     fn blob(&self, i: usize) -> AppResult<Vec<u8>>;
+    fn float(&self, i: usize) -> AppResult<f64>;
 }
 
 impl Cols for sqlx::any::AnyRow {
@@ -391,6 +578,9 @@ impl Cols for sqlx::any::AnyRow {
     fn blob(&self, i: usize) -> AppResult<Vec<u8>> {
         Ok(sqlx::Row::try_get(self, i)?)
     }
+    fn float(&self, i: usize) -> AppResult<f64> {
+        Ok(sqlx::Row::try_get(self, i)?)
+    }
 }
 
 impl Cols for rusqlite::Row<'_> {
@@ -407,6 +597,9 @@ impl Cols for rusqlite::Row<'_> {
         Ok(self.get(i)?)
     }
     fn blob(&self, i: usize) -> AppResult<Vec<u8>> {
+        Ok(self.get(i)?)
+    }
+    fn float(&self, i: usize) -> AppResult<f64> {
         Ok(self.get(i)?)
     }
 }
@@ -737,6 +930,58 @@ mod tests {
         let sql = "SELECT name, created_at FROM ght WHERE id = $1";
         let row = db.row(sql, &["540300002".into()], |r| Ok((r.text(0)?, r.int(1)?))).await.expect("read");
         assert_eq!(row, Some(("GHT test".to_string(), at)));
+        close(&db).await;
+    }
+
+    /// `write_tx!` commits the body's writes when it returns Ok and keeps none of them
+    /// when it fails half-way; NULLs, floats and blobs bind on both back-ends; a body
+    /// over the direct writer that awaits real I/O is refused, not blocked on.
+    async fn write_tx_commits_or_keeps_nothing(db: &Db, ght: &str) {
+        let insert = "INSERT INTO ght (id, name, ars_region, created_at) VALUES ($1, $2, $3, $4)";
+        let count = "SELECT COUNT(*) FROM ght WHERE id = $1";
+        let failed: AppResult<()> = crate::write_tx!(db, |tx| {
+            tx.exec(insert, &[ght.into(), "half".into(), "44".into(), 1_i64.into()]).await?;
+            tx.exec(insert, &[ght.into(), "again".into(), "44".into(), 2_i64.into()]).await?;
+            Ok(())
+        });
+        assert!(failed.is_err(), "the duplicate key fails the body");
+        assert_eq!(db.row(count, &[ght.into()], |r| r.int(0)).await.expect("read"), Some(0));
+        let seen = crate::write_tx!(db, |tx| {
+            tx.exec(insert, &[ght.into(), "GHT".into(), "44".into(), 3_i64.into()]).await?;
+            let sql = "SELECT CAST(CASE WHEN CAST($1 AS TEXT) IS NULL THEN 1 ELSE 0 END AS BIGINT), \
+                       CAST($2 AS DOUBLE PRECISION), $3";
+            let args = [Arg::OptText(None), Arg::Float(0.5), Arg::Blob(b"ab")];
+            tx.row(sql, &args, |r| Ok((r.int(0)? != 0, r.float(1)?, r.blob(2)?))).await
+        });
+        assert_eq!(seen.expect("write"), Some((true, 0.5, b"ab".to_vec())));
+        assert_eq!(db.row(count, &[ght.into()], |r| r.int(0)).await.expect("read"), Some(1));
+        if db.direct.is_some() {
+            let waited: AppResult<()> = crate::write_tx!(db, |tx| {
+                tx.exec(insert, &[(&format!("{ght}x")).into(), "x".into(), "44".into(), 4_i64.into()]).await?;
+                tokio::task::yield_now().await;
+                Ok(())
+            });
+            assert!(waited.is_err());
+            let n = db.row(count, &[(&format!("{ght}x")).into()], |r| r.int(0)).await.expect("read");
+            assert_eq!(n, Some(0), "rolled back");
+        }
+    }
+
+    #[tokio::test]
+    async fn write_tx_commits_or_keeps_nothing_on_sqlite() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::connect(&format!("sqlite://{}/hub.db", dir.path().display()), 2).await.expect("open");
+        write_tx_commits_or_keeps_nothing(&db, "540300003").await;
+        close(&db).await;
+    }
+
+    #[tokio::test]
+    async fn write_tx_commits_or_keeps_nothing_on_postgres() {
+        let Ok(url) = std::env::var("DATABASE_URL") else { return };
+        let db = Db::connect(&url, 2).await.expect("open");
+        // A fresh id per run: the shared test database keeps earlier runs' rows.
+        let ght = format!("9{:08}", std::process::id() % 100_000_000);
+        write_tx_commits_or_keeps_nothing(&db, &ght).await;
         close(&db).await;
     }
 

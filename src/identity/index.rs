@@ -2,15 +2,13 @@
 //! vigilance alerts and candidate matches; link, unlink, merge (A40) and unmerge.
 //! Each function runs inside the caller's transaction, after `store::lock_index`.
 
-use sqlx::AnyConnection;
-
 use super::{
     changes::{invert, plan_join, plan_link, plan_merge, plan_unlink, Column, Decision, Val},
     matching::{differing_traits, score, Fields, CANDIDATE_THRESHOLD},
     store::{self, EventRow, IdentityRow},
     types::{transition, IdentityInput, Previous, Status, Transition},
 };
-use crate::{AppError, AppResult};
+use crate::{db::Tx, AppError, AppResult};
 
 /// Candidates examined per blocking key on an upsert.
 const CANDIDATES_PER_BLOCK: i64 = 50;
@@ -46,7 +44,7 @@ fn key_of(r: &IdentityRow) -> (&str, &str) {
 
 /// Creates or updates a local identity and maintains the index around it.
 pub async fn upsert(
-    conn: &mut AnyConnection,
+    conn: &mut impl Tx,
     ght: &str,
     input: &IdentityInput,
     author: &str,
@@ -178,7 +176,7 @@ pub async fn upsert(
 
 #[allow(clippy::too_many_arguments)]
 async fn record(
-    conn: &mut AnyConnection,
+    conn: &mut impl Tx,
     ght: &str,
     kind: &str,
     author: &str,
@@ -207,7 +205,7 @@ async fn record(
     Ok(e)
 }
 
-async fn existing(conn: &mut AnyConnection, est: &str, ipp: &str) -> AppResult<IdentityRow> {
+async fn existing(conn: &mut impl Tx, est: &str, ipp: &str) -> AppResult<IdentityRow> {
     let row = store::get(conn, est, ipp).await?.ok_or_else(|| AppError::not_found(format!("identity {est}:{ipp}")))?;
     if let Some(into) = &row.merged_into_ipp {
         return Err(AppError::precondition(format!("identity {est}:{ipp} was merged into IPP {into}")));
@@ -216,7 +214,7 @@ async fn existing(conn: &mut AnyConnection, est: &str, ipp: &str) -> AppResult<I
 }
 
 /// The territorial identity of `b` joins the one of `a`.
-pub async fn link(conn: &mut AnyConnection, a: (&str, &str), b: (&str, &str), d: &Decision<'_>) -> AppResult<EventRow> {
+pub async fn link(conn: &mut impl Tx, a: (&str, &str), b: (&str, &str), d: &Decision<'_>) -> AppResult<EventRow> {
     let ra = existing(conn, a.0, a.1).await?;
     let rb = existing(conn, b.0, b.1).await?;
     if ra.territorial_id == rb.territorial_id {
@@ -248,7 +246,7 @@ pub async fn link(conn: &mut AnyConnection, a: (&str, &str), b: (&str, &str), d:
 
 /// `x` (with the IPPs merged into it) leaves its territorial identity for a new one,
 /// and is recorded as not the same patient as the identities it leaves.
-pub async fn unlink(conn: &mut AnyConnection, x: (&str, &str), d: &Decision<'_>) -> AppResult<EventRow> {
+pub async fn unlink(conn: &mut impl Tx, x: (&str, &str), d: &Decision<'_>) -> AppResult<EventRow> {
     let rx = existing(conn, x.0, x.1).await?;
     let locals = store::locals_of(conn, &rx.territorial_id).await?;
     let follows =
@@ -274,7 +272,7 @@ pub async fn unlink(conn: &mut AnyConnection, x: (&str, &str), d: &Decision<'_>)
 
 /// Merges the duplicate IPP `merged` into `surviving` (same establishment, A40).
 pub async fn merge(
-    conn: &mut AnyConnection,
+    conn: &mut impl Tx,
     surviving: (&str, &str),
     merged: (&str, &str),
     d: &Decision<'_>,
@@ -293,7 +291,7 @@ pub async fn merge(
 }
 
 /// Undoes a merge exactly, or refuses when rows it changed were changed since.
-pub async fn unmerge(conn: &mut AnyConnection, merge: &EventRow, d: &Decision<'_>) -> AppResult<EventRow> {
+pub async fn unmerge(conn: &mut impl Tx, merge: &EventRow, d: &Decision<'_>) -> AppResult<EventRow> {
     if merge.kind != "MERGE" {
         return Err(AppError::precondition(format!("event {} is a {}, not a MERGE", merge.id, merge.kind)));
     }

@@ -1,8 +1,6 @@
 //! SQL of the identity domain: local identities, territorial identities, index
 //! events, candidate matches and vigilance alerts.
 
-use sqlx::{AnyConnection, Row};
-
 use super::{
     changes::{Change, IndexLocal, OpenCandidate, Val},
     ins::Ins,
@@ -10,7 +8,7 @@ use super::{
     types::{document_from_str, sex_from_code, Status},
 };
 use crate::{
-    db::{Arg, Backend, Cols, Db, Reader},
+    db::{Arg, Cols, Db, Reader, Tx},
     facts::TerritoryFacts,
     proto,
     time::to_rfc3339,
@@ -149,97 +147,81 @@ pub fn in_list(first: usize, n: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(",")
 }
 
-fn bind_identity<'q>(
-    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    i: &'q IdentityRow,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    q.bind(&i.establishment_id)
-        .bind(&i.ipp)
-        .bind(&i.ght_id)
-        .bind(&i.territorial_id)
-        .bind(i.status.as_str())
-        .bind(i.ins.as_ref().map(|x| x.matricule.clone()))
-        .bind(i.ins.as_ref().map(|x| x.oid.clone()))
-        .bind(&i.birth_name)
-        .bind(&i.first_given_name)
-        .bind(&i.birth_given_names)
-        .bind(&i.used_name)
-        .bind(&i.used_given_name)
-        .bind(&i.birth_date)
-        .bind(&i.sex)
-        .bind(&i.birth_place_code)
-        .bind(&i.document)
-        .bind(&i.keys.birth_name_norm)
-        .bind(&i.keys.birth_name_phon)
-        .bind(&i.keys.first_name_norm)
-        .bind(&i.keys.first_name_phon)
-        .bind(&i.keys.given_names_norm)
-        .bind(&i.merged_into_ipp)
-        .bind(i.created_at)
-        .bind(i.updated_at)
-        .bind(&i.updated_by)
+/// The binds of [`COLS`], in order.
+fn identity_args(i: &IdentityRow) -> [Arg<'_>; N_COLS] {
+    [
+        (&i.establishment_id).into(),
+        (&i.ipp).into(),
+        (&i.ght_id).into(),
+        (&i.territorial_id).into(),
+        i.status.as_str().into(),
+        i.ins.as_ref().map(|x| x.matricule.as_str()).into(),
+        i.ins.as_ref().map(|x| x.oid.as_str()).into(),
+        (&i.birth_name).into(),
+        (&i.first_given_name).into(),
+        (&i.birth_given_names).into(),
+        (&i.used_name).into(),
+        (&i.used_given_name).into(),
+        (&i.birth_date).into(),
+        (&i.sex).into(),
+        (&i.birth_place_code).into(),
+        (&i.document).into(),
+        (&i.keys.birth_name_norm).into(),
+        (&i.keys.birth_name_phon).into(),
+        (&i.keys.first_name_norm).into(),
+        (&i.keys.first_name_phon).into(),
+        (&i.keys.given_names_norm).into(),
+        (&i.merged_into_ipp).into(),
+        i.created_at.into(),
+        i.updated_at.into(),
+        (&i.updated_by).into(),
+    ]
 }
 
 /// Serialises writers of one GHT's identity index across hub replicas (PostgreSQL);
 /// SQLite has a single writer already.
-pub async fn lock_index(conn: &mut AnyConnection, backend: Backend, ght: &str) -> AppResult<()> {
-    if backend == Backend::Postgres {
+pub async fn lock_index(tx: &mut impl Tx, ght: &str) -> AppResult<()> {
+    if tx.is_postgres() {
         let key = format!("identity-index:{ght}");
         let digest = <sha2::Sha256 as sha2::Digest>::digest(key.as_bytes());
         let mut b = [0u8; 8];
         b.copy_from_slice(&digest[..8]);
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(i64::from_be_bytes(b)).execute(conn).await?;
+        // A SELECT: read as a row (its one column is void).
+        tx.rows("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) l", &[i64::from_be_bytes(b).into()], |_| Ok(()))
+            .await?;
     }
     Ok(())
 }
 
-pub async fn get(conn: &mut AnyConnection, est: &str, ipp: &str) -> AppResult<Option<IdentityRow>> {
-    let row = sqlx::query(&format!("SELECT {COLS} FROM local_identity WHERE establishment_id = $1 AND ipp = $2"))
-        .bind(est)
-        .bind(ipp)
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(from_row).transpose()
+pub async fn get(tx: &mut impl Reader, est: &str, ipp: &str) -> AppResult<Option<IdentityRow>> {
+    let sql = format!("SELECT {COLS} FROM local_identity WHERE establishment_id = $1 AND ipp = $2");
+    tx.row(&sql, &[est.into(), ipp.into()], |r| from_row(r)).await
 }
 
-pub async fn insert(conn: &mut AnyConnection, i: &IdentityRow) -> AppResult<()> {
+pub async fn insert(tx: &mut impl Tx, i: &IdentityRow) -> AppResult<()> {
     let sql = format!("INSERT INTO local_identity ({COLS}) VALUES {}", placeholders(1, N_COLS));
-    bind_identity(sqlx::query(&sql), i).execute(conn).await?;
+    tx.exec(&sql, &identity_args(i)).await?;
     Ok(())
 }
 
 /// Rewrites the traits and status of an existing identity (its index columns are
 /// changed only through [`apply_changes`]).
-pub async fn update(conn: &mut AnyConnection, i: &IdentityRow) -> AppResult<()> {
-    sqlx::query(
+pub async fn update(tx: &mut impl Tx, i: &IdentityRow) -> AppResult<()> {
+    // COLS without the index columns (ght, territorial identity, merge, creation),
+    // which this never changes.
+    let a = identity_args(i);
+    let args = [
+        a[0], a[1], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15], a[16], a[17], a[18],
+        a[19], a[20], a[23], a[24],
+    ];
+    tx.exec(
         "UPDATE local_identity SET status = $3, ins_matricule = $4, ins_oid = $5, birth_name = $6, \
          first_given_name = $7, birth_given_names = $8, used_name = $9, used_given_name = $10, birth_date = $11, \
          sex = $12, birth_place_code = $13, identity_document = $14, birth_name_norm = $15, birth_name_phon = $16, \
          first_name_norm = $17, first_name_phon = $18, given_names_norm = $19, updated_at = $20, updated_by = $21 \
          WHERE establishment_id = $1 AND ipp = $2",
+        &args,
     )
-    .bind(&i.establishment_id)
-    .bind(&i.ipp)
-    .bind(i.status.as_str())
-    .bind(i.ins.as_ref().map(|x| x.matricule.clone()))
-    .bind(i.ins.as_ref().map(|x| x.oid.clone()))
-    .bind(&i.birth_name)
-    .bind(&i.first_given_name)
-    .bind(&i.birth_given_names)
-    .bind(&i.used_name)
-    .bind(&i.used_given_name)
-    .bind(&i.birth_date)
-    .bind(&i.sex)
-    .bind(&i.birth_place_code)
-    .bind(&i.document)
-    .bind(&i.keys.birth_name_norm)
-    .bind(&i.keys.birth_name_phon)
-    .bind(&i.keys.first_name_norm)
-    .bind(&i.keys.first_name_phon)
-    .bind(&i.keys.given_names_norm)
-    .bind(i.updated_at)
-    .bind(&i.updated_by)
-    .execute(conn)
     .await?;
     Ok(())
 }
@@ -249,13 +231,12 @@ pub fn new_id(prefix: char) -> String {
     format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
 }
 
-pub async fn insert_territorial(conn: &mut AnyConnection, id: &str, ght: &str, at: i64) -> AppResult<()> {
-    sqlx::query("INSERT INTO territorial_identity (id, ght_id, merged_into, created_at) VALUES ($1, $2, NULL, $3)")
-        .bind(id)
-        .bind(ght)
-        .bind(at)
-        .execute(conn)
-        .await?;
+pub async fn insert_territorial(tx: &mut impl Tx, id: &str, ght: &str, at: i64) -> AppResult<()> {
+    tx.exec(
+        "INSERT INTO territorial_identity (id, ght_id, merged_into, created_at) VALUES ($1, $2, NULL, $3)",
+        &[id.into(), ght.into(), at.into()],
+    )
+    .await?;
     Ok(())
 }
 
@@ -316,17 +297,12 @@ pub async fn get_with_locals(db: &Db, est: &str, ipp: &str) -> AppResult<Option<
 }
 
 /// Qualified, unmerged identities of the GHT carrying this INS.
-pub async fn with_ins(conn: &mut AnyConnection, ght: &str, ins: &Ins) -> AppResult<Vec<IdentityRow>> {
-    let rows = sqlx::query(&format!(
+pub async fn with_ins(tx: &mut impl Reader, ght: &str, ins: &Ins) -> AppResult<Vec<IdentityRow>> {
+    let sql = format!(
         "SELECT {COLS} FROM local_identity WHERE ins_matricule = $1 AND ins_oid = $2 AND ght_id = $3 \
          AND status = 'QUALIFIEE' AND merged_into_ipp IS NULL ORDER BY created_at, establishment_id, ipp LIMIT 100"
-    ))
-    .bind(&ins.matricule)
-    .bind(&ins.oid)
-    .bind(ght)
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(from_row).collect()
+    );
+    tx.rows(&sql, &[(&ins.matricule).into(), (&ins.oid).into(), ght.into()], |r| from_row(r)).await
 }
 
 /// Unmerged identities of the GHT that may match `keys`, by three blocking keys:
@@ -433,7 +409,7 @@ pub async fn search_ins(
 
 /// Applies changes with optimistic checks: each row must hold the `before` value,
 /// otherwise the change is refused (the caller's transaction rolls back).
-pub async fn apply_changes(conn: &mut AnyConnection, changes: &[Change]) -> AppResult<()> {
+pub async fn apply_changes(tx: &mut impl Tx, changes: &[Change]) -> AppResult<()> {
     for c in changes {
         let (table, column, keys) = c.column.sql();
         let mut sql = format!("UPDATE {table} SET {column} = $1 WHERE ");
@@ -444,22 +420,20 @@ pub async fn apply_changes(conn: &mut AnyConnection, changes: &[Change]) -> AppR
             _ => format!("{column} = ${next}"),
         });
         sql.push_str(&conds.join(" AND "));
-        let mut q = sqlx::query(&sql);
-        q = match &c.after {
-            Val::Null if c.column.is_int() => q.bind(Option::<i64>::None),
-            Val::Null => q.bind(Option::<String>::None),
-            Val::Text(s) => q.bind(s.clone()),
-            Val::Int(i) => q.bind(*i),
-        };
-        for k in &c.key {
-            q = q.bind(k.clone());
+        fn value(v: &Val, int: bool) -> Arg<'_> {
+            match v {
+                Val::Null if int => Arg::OptInt(None),
+                Val::Null => Arg::OptText(None),
+                Val::Text(s) => Arg::Text(s),
+                Val::Int(i) => Arg::Int(*i),
+            }
         }
-        q = match &c.before {
-            Val::Null => q,
-            Val::Text(s) => q.bind(s.clone()),
-            Val::Int(i) => q.bind(*i),
-        };
-        let n = q.execute(&mut *conn).await?.rows_affected();
+        let mut args = vec![value(&c.after, c.column.is_int())];
+        args.extend(c.key.iter().map(Arg::from));
+        if !matches!(c.before, Val::Null) {
+            args.push(value(&c.before, c.column.is_int()));
+        }
+        let n = tx.exec(&sql, &args).await?;
         if n != 1 {
             return Err(AppError::precondition(format!(
                 "{table} {} changed since (its {column} is no longer {:?})",
@@ -475,7 +449,7 @@ pub async fn apply_changes(conn: &mut AnyConnection, changes: &[Change]) -> AppR
 /// into, where either side is in one of `territorial_ids`: (establishment, merged IPP,
 /// surviving IPP). The index never leaves such a pair; an unmerge checks it.
 pub async fn merged_apart(
-    conn: &mut AnyConnection,
+    tx: &mut impl Reader,
     territorial_ids: &[String],
 ) -> AppResult<Vec<(String, String, String)>> {
     if territorial_ids.is_empty() {
@@ -489,24 +463,14 @@ pub async fn merged_apart(
          WHERE m.territorial_id <> s.territorial_id AND (m.territorial_id IN ({ids}) OR s.territorial_id IN ({ids})) \
          ORDER BY m.establishment_id, m.ipp"
     );
-    let mut q = sqlx::query(&sql);
-    for t in territorial_ids {
-        q = q.bind(t.as_str());
-    }
-    let rows = q.fetch_all(conn).await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+    let args: Vec<Arg> = territorial_ids.iter().map(Arg::from).collect();
+    tx.rows(&sql, &args, |r| Ok((r.text(0)?, r.text(1)?, r.text(2)?))).await
 }
 
 /// The encounter ids held by a local identity (for a merge).
-pub async fn encounters_of(conn: &mut AnyConnection, est: &str, ipp: &str) -> AppResult<Vec<String>> {
-    let rows = sqlx::query(
-        "SELECT encounter_id FROM encounter WHERE establishment_id = $1 AND ipp = $2 ORDER BY encounter_id",
-    )
-    .bind(est)
-    .bind(ipp)
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(|r| r.try_get(0).map_err(AppError::from)).collect()
+pub async fn encounters_of(tx: &mut impl Reader, est: &str, ipp: &str) -> AppResult<Vec<String>> {
+    let sql = "SELECT encounter_id FROM encounter WHERE establishment_id = $1 AND ipp = $2 ORDER BY encounter_id";
+    tx.rows(sql, &[est.into(), ipp.into()], |r| r.text(0)).await
 }
 
 /// A pair in canonical order (a < b), as candidate and alert rows store it.
@@ -567,52 +531,43 @@ const CAND_COLS: &str =
     "id, a_establishment_id, a_ipp, b_establishment_id, b_ipp, score, reasons, status, created_at, \
                          decided_by, decided_at, decision_reason";
 
-fn candidate_from_row(r: &sqlx::any::AnyRow) -> AppResult<CandidateRow> {
-    let reasons: String = r.try_get(6)?;
+fn candidate_from_row(r: &(impl Cols + ?Sized)) -> AppResult<CandidateRow> {
+    let reasons = r.text(6)?;
     Ok(CandidateRow {
-        id: r.try_get(0)?,
-        a: (r.try_get(1)?, r.try_get(2)?),
-        b: (r.try_get(3)?, r.try_get(4)?),
-        score: r.try_get(5)?,
+        id: r.text(0)?,
+        a: (r.text(1)?, r.text(2)?),
+        b: (r.text(3)?, r.text(4)?),
+        score: r.float(5)?,
         reasons: reasons.split('\n').filter(|s| !s.is_empty()).map(String::from).collect(),
-        status: r.try_get(7)?,
-        created_at: r.try_get(8)?,
-        decided_by: r.try_get(9)?,
-        decided_at: r.try_get(10)?,
-        decision_reason: r.try_get(11)?,
+        status: r.text(7)?,
+        created_at: r.int(8)?,
+        decided_by: r.opt_text(9)?,
+        decided_at: r.opt_int(10)?,
+        decision_reason: r.opt_text(11)?,
     })
 }
 
 pub async fn candidate_for_pair(
-    conn: &mut AnyConnection,
+    tx: &mut impl Reader,
     a: (&str, &str),
     b: (&str, &str),
 ) -> AppResult<Option<CandidateRow>> {
     let (a, b) = ordered(a, b);
-    let row = sqlx::query(&format!(
+    let sql = format!(
         "SELECT {CAND_COLS} FROM candidate_match WHERE a_establishment_id = $1 AND a_ipp = $2 \
          AND b_establishment_id = $3 AND b_ipp = $4"
-    ))
-    .bind(a.0)
-    .bind(a.1)
-    .bind(b.0)
-    .bind(b.1)
-    .fetch_optional(conn)
-    .await?;
-    row.as_ref().map(candidate_from_row).transpose()
+    );
+    tx.row(&sql, &[a.0.into(), a.1.into(), b.0.into(), b.1.into()], |r| candidate_from_row(r)).await
 }
 
-pub async fn candidate(conn: &mut AnyConnection, id: &str) -> AppResult<Option<CandidateRow>> {
-    let row = sqlx::query(&format!("SELECT {CAND_COLS} FROM candidate_match WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(candidate_from_row).transpose()
+pub async fn candidate(tx: &mut impl Reader, id: &str) -> AppResult<Option<CandidateRow>> {
+    let sql = format!("SELECT {CAND_COLS} FROM candidate_match WHERE id = $1");
+    tx.row(&sql, &[id.into()], |r| candidate_from_row(r)).await
 }
 
 /// Records a candidate pair, or refreshes the score of an open one; decided pairs keep their decision.
 pub async fn upsert_candidate(
-    conn: &mut AnyConnection,
+    tx: &mut impl Tx,
     ght: &str,
     a: (&str, &str),
     b: (&str, &str),
@@ -621,22 +576,14 @@ pub async fn upsert_candidate(
     at: i64,
 ) -> AppResult<()> {
     let (a, b) = ordered(a, b);
-    sqlx::query(
+    let (id, reasons) = (new_id('C'), reasons.join("\n"));
+    tx.exec(
         "INSERT INTO candidate_match (id, ght_id, a_establishment_id, a_ipp, b_establishment_id, b_ipp, score, reasons, \
          status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'OPEN', $9) \
          ON CONFLICT (a_establishment_id, a_ipp, b_establishment_id, b_ipp) DO UPDATE \
          SET score = excluded.score, reasons = excluded.reasons WHERE candidate_match.status = 'OPEN'",
+        &[(&id).into(), ght.into(), a.0.into(), a.1.into(), b.0.into(), b.1.into(), score.into(), (&reasons).into(), at.into()],
     )
-    .bind(new_id('C'))
-    .bind(ght)
-    .bind(a.0)
-    .bind(a.1)
-    .bind(b.0)
-    .bind(b.1)
-    .bind(score)
-    .bind(reasons.join("\n"))
-    .bind(at)
-    .execute(conn)
     .await?;
     Ok(())
 }
@@ -644,7 +591,7 @@ pub async fn upsert_candidate(
 /// Records that a pair is not the same patient (creating the candidate row if needed).
 #[allow(clippy::too_many_arguments)]
 pub async fn reject_pair(
-    conn: &mut AnyConnection,
+    tx: &mut impl Tx,
     ght: &str,
     a: (&str, &str),
     b: (&str, &str),
@@ -654,31 +601,22 @@ pub async fn reject_pair(
     at: i64,
 ) -> AppResult<()> {
     let (a, b) = ordered(a, b);
-    sqlx::query(
+    let id = new_id('C');
+    tx.exec(
         "INSERT INTO candidate_match (id, ght_id, a_establishment_id, a_ipp, b_establishment_id, b_ipp, score, reasons, \
          status, created_at, decided_by, decided_at, decision_reason) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, '', 'REJECTED', $8, $9, $8, $10) \
          ON CONFLICT (a_establishment_id, a_ipp, b_establishment_id, b_ipp) DO UPDATE \
          SET status = 'REJECTED', decided_by = excluded.decided_by, decided_at = excluded.decided_at, \
          decision_reason = excluded.decision_reason",
+        &[(&id).into(), ght.into(), a.0.into(), a.1.into(), b.0.into(), b.1.into(), score.into(), at.into(), by.into(), reason.into()],
     )
-    .bind(new_id('C'))
-    .bind(ght)
-    .bind(a.0)
-    .bind(a.1)
-    .bind(b.0)
-    .bind(b.1)
-    .bind(score)
-    .bind(at)
-    .bind(by)
-    .bind(reason)
-    .execute(conn)
     .await?;
     Ok(())
 }
 
-pub async fn pair_rejected(conn: &mut AnyConnection, a: (&str, &str), b: (&str, &str)) -> AppResult<bool> {
-    Ok(candidate_for_pair(conn, a, b).await?.is_some_and(|c| c.status == "REJECTED"))
+pub async fn pair_rejected(tx: &mut impl Reader, a: (&str, &str), b: (&str, &str)) -> AppResult<bool> {
+    Ok(candidate_for_pair(tx, a, b).await?.is_some_and(|c| c.status == "REJECTED"))
 }
 
 /// Candidates among these establishments, best first; OPEN ones whose two
@@ -704,18 +642,15 @@ pub async fn list_candidates(
         in_list(2 + n, n),
         if include_decided { "c.status <> 'OPEN'" } else { "1 = 0" },
     );
-    let mut q = sqlx::query(&sql).bind(ght);
-    for e in establishments.iter().chain(establishments) {
-        q = q.bind(e);
-    }
-    let rows = q.fetch_all(&db.read).await?;
-    rows.iter().map(candidate_from_row).collect()
+    let mut args = vec![Arg::from(ght)];
+    args.extend(establishments.iter().chain(establishments).map(Arg::from));
+    db.rows(&sql, &args, |r| candidate_from_row(r)).await
 }
 
 /// Raises an INS collision alert once per pair; returns its id.
 #[allow(clippy::too_many_arguments)]
 pub async fn raise_alert(
-    conn: &mut AnyConnection,
+    tx: &mut impl Tx,
     ght: &str,
     ins: &Ins,
     a: (&str, &str),
@@ -725,36 +660,32 @@ pub async fn raise_alert(
     at: i64,
 ) -> AppResult<String> {
     let (a, b) = ordered(a, b);
-    sqlx::query(
+    let (id, differing) = (new_id('V'), differing.join(","));
+    tx.exec(
         "INSERT INTO vigilance_alert (id, ght_id, kind, ins_matricule, ins_oid, a_establishment_id, a_ipp, \
          b_establishment_id, b_ipp, differing_traits, raised_at, raised_by) \
          VALUES ($1, $2, 'INS_COLLISION', $3, $4, $5, $6, $7, $8, $9, $10, $11) \
          ON CONFLICT (kind, a_establishment_id, a_ipp, b_establishment_id, b_ipp) DO NOTHING",
+        &[
+            (&id).into(),
+            ght.into(),
+            (&ins.matricule).into(),
+            (&ins.oid).into(),
+            a.0.into(),
+            a.1.into(),
+            b.0.into(),
+            b.1.into(),
+            (&differing).into(),
+            at.into(),
+            by.into(),
+        ],
     )
-    .bind(new_id('V'))
-    .bind(ght)
-    .bind(&ins.matricule)
-    .bind(&ins.oid)
-    .bind(a.0)
-    .bind(a.1)
-    .bind(b.0)
-    .bind(b.1)
-    .bind(differing.join(","))
-    .bind(at)
-    .bind(by)
-    .execute(&mut *conn)
     .await?;
-    let row = sqlx::query(
-        "SELECT id FROM vigilance_alert WHERE kind = 'INS_COLLISION' AND a_establishment_id = $1 AND a_ipp = $2 \
-         AND b_establishment_id = $3 AND b_ipp = $4",
-    )
-    .bind(a.0)
-    .bind(a.1)
-    .bind(b.0)
-    .bind(b.1)
-    .fetch_one(conn)
-    .await?;
-    Ok(row.try_get(0)?)
+    let sql = "SELECT id FROM vigilance_alert WHERE kind = 'INS_COLLISION' AND a_establishment_id = $1 AND a_ipp = $2 \
+         AND b_establishment_id = $3 AND b_ipp = $4";
+    tx.row(sql, &[a.0.into(), a.1.into(), b.0.into(), b.1.into()], |r| r.text(0))
+        .await?
+        .ok_or_else(|| AppError::internal("vigilance alert vanished"))
 }
 
 pub async fn list_alerts(
@@ -771,28 +702,24 @@ pub async fn list_alerts(
         in_list(2, n),
         in_list(2 + n, n)
     );
-    let mut q = sqlx::query(&sql).bind(ght);
-    for e in establishments.iter().chain(establishments) {
-        q = q.bind(e);
-    }
-    let rows = q.fetch_all(&db.read).await?;
-    rows.iter()
-        .map(|r| {
-            let differing: String = r.try_get(8)?;
-            Ok(proto::VigilanceAlert {
-                id: r.try_get(0)?,
-                kind: proto::VigilanceAlertKind::InsCollision as i32,
-                ins: Some(proto::InsIdentifier { matricule: r.try_get(2)?, oid: r.try_get(3)? }),
-                identities: vec![
-                    proto::LocalIdentityRef { establishment_id: r.try_get(4)?, ipp: r.try_get(5)? },
-                    proto::LocalIdentityRef { establishment_id: r.try_get(6)?, ipp: r.try_get(7)? },
-                ],
-                differing_traits: differing.split(',').filter(|s| !s.is_empty()).map(String::from).collect(),
-                raised_at: to_rfc3339(r.try_get(9)?),
-                raised_by: r.try_get(10)?,
-            })
+    let mut args = vec![Arg::from(ght)];
+    args.extend(establishments.iter().chain(establishments).map(Arg::from));
+    db.rows(&sql, &args, |r| {
+        let differing = r.text(8)?;
+        Ok(proto::VigilanceAlert {
+            id: r.text(0)?,
+            kind: proto::VigilanceAlertKind::InsCollision as i32,
+            ins: Some(proto::InsIdentifier { matricule: r.text(2)?, oid: r.text(3)? }),
+            identities: vec![
+                proto::LocalIdentityRef { establishment_id: r.text(4)?, ipp: r.text(5)? },
+                proto::LocalIdentityRef { establishment_id: r.text(6)?, ipp: r.text(7)? },
+            ],
+            differing_traits: differing.split(',').filter(|s| !s.is_empty()).map(String::from).collect(),
+            raised_at: to_rfc3339(r.int(9)?),
+            raised_by: r.text(10)?,
         })
-        .collect()
+    })
+    .await
 }
 
 /// An index event as stored.
@@ -834,33 +761,33 @@ impl EventRow {
     }
 }
 
-pub async fn insert_event(conn: &mut AnyConnection, e: &EventRow) -> AppResult<()> {
+pub async fn insert_event(tx: &mut impl Tx, e: &EventRow) -> AppResult<()> {
     let identities = e.identities.iter().map(|(est, ipp)| format!("{est}:{ipp}")).collect::<Vec<_>>().join(" ");
-    sqlx::query(
+    let changes = serde_json::to_string(&e.changes)?;
+    tx.exec(
         "INSERT INTO identity_event (id, ght_id, kind, author, at, reason, identities, territorial_id, \
          other_territorial_id, related_event_id, changes) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+        &[
+            (&e.id).into(),
+            (&e.ght_id).into(),
+            (&e.kind).into(),
+            (&e.author).into(),
+            e.at.into(),
+            (&e.reason).into(),
+            (&identities).into(),
+            (&e.territorial_id).into(),
+            (&e.other_territorial_id).into(),
+            (&e.related_event_id).into(),
+            (&changes).into(),
+        ],
     )
-    .bind(&e.id)
-    .bind(&e.ght_id)
-    .bind(&e.kind)
-    .bind(&e.author)
-    .bind(e.at)
-    .bind(&e.reason)
-    .bind(identities)
-    .bind(&e.territorial_id)
-    .bind(&e.other_territorial_id)
-    .bind(&e.related_event_id)
-    .bind(serde_json::to_string(&e.changes)?)
-    .execute(&mut *conn)
     .await?;
     for t in [&e.territorial_id, &e.other_territorial_id] {
         if !t.is_empty() {
-            sqlx::query(
+            tx.exec(
                 "INSERT INTO identity_event_ref (territorial_id, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[t.into(), (&e.id).into()],
             )
-            .bind(t)
-            .bind(&e.id)
-            .execute(&mut *conn)
             .await?;
         }
     }
@@ -891,24 +818,15 @@ fn event_from_row(r: &(impl Cols + ?Sized)) -> AppResult<EventRow> {
     })
 }
 
-pub async fn event(conn: &mut AnyConnection, id: &str) -> AppResult<Option<EventRow>> {
-    let row = sqlx::query(&format!("SELECT {EVENT_COLS} FROM identity_event e WHERE e.id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(event_from_row).transpose()
+pub async fn event(tx: &mut impl Reader, id: &str) -> AppResult<Option<EventRow>> {
+    let sql = format!("SELECT {EVENT_COLS} FROM identity_event e WHERE e.id = $1");
+    tx.row(&sql, &[id.into()], |r| event_from_row(r)).await
 }
 
 /// The UNMERGE event that undid a merge, if any.
-pub async fn undone_by(conn: &mut AnyConnection, merge_id: &str) -> AppResult<Option<String>> {
-    let row = sqlx::query("SELECT id FROM identity_event WHERE kind = 'UNMERGE' AND related_event_id = $1")
-        .bind(merge_id)
-        .fetch_optional(conn)
-        .await?;
-    Ok(match row {
-        Some(r) => Some(r.try_get(0)?),
-        None => None,
-    })
+pub async fn undone_by(tx: &mut impl Reader, merge_id: &str) -> AppResult<Option<String>> {
+    let sql = "SELECT id FROM identity_event WHERE kind = 'UNMERGE' AND related_event_id = $1";
+    tx.row(sql, &[merge_id.into()], |r| r.text(0)).await
 }
 
 /// Events concerning a territorial identity, newest first (at most 50); a MERGE
@@ -964,17 +882,12 @@ pub async fn bulk_insert(db: &Db, rows: &[IdentityRow]) -> AppResult<()> {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = q.bind(&r.territorial_id).bind(&r.ght_id).bind(r.created_at);
-        }
-        q.execute(&mut *tx).await?;
+        let args: Vec<Arg> =
+            chunk.iter().flat_map(|r| [(&r.territorial_id).into(), (&r.ght_id).into(), r.created_at.into()]).collect();
+        tx.exec(&sql, &args).await?;
         let sql = format!("INSERT INTO local_identity ({COLS}) VALUES {}", placeholders(chunk.len(), N_COLS));
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = bind_identity(q, r);
-        }
-        q.execute(&mut *tx).await?;
+        let args: Vec<Arg> = chunk.iter().flat_map(identity_args).collect();
+        tx.exec(&sql, &args).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -15,7 +15,12 @@ use super::{
     store::{in_chunk, mv_from_row, StoredMv, ENC_COLS, MV_COLS, N_ENC_COLS, N_MV_COLS, SAME_NATURE},
     types::{Class, MovementInput},
 };
-use crate::{db::Db, identity::store::in_list, time::to_rfc3339, AppError, AppResult};
+use crate::{
+    db::{Db, Direct},
+    identity::store::in_list,
+    time::to_rfc3339,
+    AppError, AppResult,
+};
 
 /// What happened to one published movement.
 #[derive(Debug)]
@@ -84,9 +89,7 @@ pub async fn publish_batch(db: &Db, batch: &[MovementInput], author: &str, now: 
     let _turn = db.bulk_write_turn().await;
     if let Some(direct) = &db.direct {
         let (batch, author) = (batch.to_vec(), author.to_string());
-        return direct
-            .write(move |tx| futures::executor::block_on(publish_in(&mut Direct(tx), &batch, &author, now)))
-            .await;
+        return direct.write(move |tx| crate::db::ready(publish_in(&mut Direct(tx), &batch, &author, now))).await;
     }
     let mut tx = db.write.begin().await?;
     // Serialises publishers across replicas from the start: their checks see every
@@ -484,10 +487,8 @@ impl PublishTx for AnyConnection {
 
 // ------------------------------------------------------------------ direct SQLite
 
-/// A direct SQLite transaction: one row per statement, each statement prepared once
-/// per connection. Its futures never wait (every call blocks and returns), so the
-/// whole publication runs in one blocking task.
-struct Direct<'c>(&'c rusqlite::Transaction<'c>);
+// On the direct SQLite transaction ([`Direct`]): one row per statement, each statement
+// prepared once per connection; the whole publication runs in one blocking task.
 
 impl Direct<'_> {
     /// `select` (the look-up above) for each value: key → value.
