@@ -616,8 +616,9 @@ static SQLITE_AUDIT_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migratio
 /// statements therefore stay near 256 binds, where that cost is below the per-statement
 /// overhead; PostgreSQL has no such cost and saves round trips with large statements
 /// (its limit is 65,535 binds).
-pub fn rows_per_statement(conn: &sqlx::AnyConnection, cols: usize) -> usize {
-    let binds = if conn.backend_name() == "SQLite" { 256 } else { 8_192 };
+/// The direct SQLite connections look binds up by name the same way.
+pub fn rows_per_statement(tx: &impl Tx, cols: usize) -> usize {
+    let binds = if tx.is_postgres() { 8_192 } else { 256 };
     (binds / cols.max(1)).max(1)
 }
 

@@ -119,27 +119,28 @@ impl InventoryService {
             canonical: &canonical,
         };
         for _ in 0..PUSH_ATTEMPTS {
-            let mut tx = self.db.write.begin().await?;
-            if let Some(prev) = idempotency::replay::<proto::PushInventoryResponse>(&mut tx, &ctx, &request_id).await? {
-                return Ok(prev);
-            }
-            let answer = match store::push_version(&mut tx, &new).await {
+            let pushed = crate::write_tx!(self.db, |tx| {
+                if let Some(prev) = idempotency::replay(tx, &ctx, &request_id).await? {
+                    return Ok(prev);
+                }
+                let answer = match store::push_version(tx, &new).await? {
+                    store::PushOutcome::Created(v) => proto::PushInventoryResponse { version: Some(v), created: true },
+                    store::PushOutcome::Unchanged(v) => {
+                        proto::PushInventoryResponse { version: Some(v), created: false }
+                    }
+                };
+                idempotency::remember(tx, &ctx, &request_id, &answer).await?;
+                Ok(answer)
+            });
+            match pushed {
                 // The number was taken by a concurrent push, or the database aborted
-                // this transaction to let another through (serialization, deadlock).
-                Ok(store::PushOutcome::Conflict) | Err(AppError::Aborted(_)) => {
+                // this transaction to let another through (serialization, deadlock);
+                // the transaction has rolled back.
+                Err(AppError::Aborted(_)) => {
                     tracing::debug!(establishment = %est.id, "version number taken by a concurrent push; retrying");
-                    tx.rollback().await?;
-                    continue;
                 }
-                Err(e) => return Err(e),
-                Ok(store::PushOutcome::Created(v)) => proto::PushInventoryResponse { version: Some(v), created: true },
-                Ok(store::PushOutcome::Unchanged(v)) => {
-                    proto::PushInventoryResponse { version: Some(v), created: false }
-                }
-            };
-            idempotency::remember(&mut tx, &ctx, &request_id, &answer).await?;
-            tx.commit().await?;
-            return Ok(answer);
+                other => return other,
+            }
         }
         Err(AppError::Aborted(format!(
             "concurrent pushes for establishment {} kept taking the next version number; retry",

@@ -7,7 +7,6 @@
 //! queries. `inventory_head` points at each establishment's latest version.
 
 use prost::Message;
-use sqlx::Row;
 
 use super::{
     canonical::Canonical,
@@ -15,7 +14,7 @@ use super::{
     types::{product_key, EnumCode},
 };
 use crate::{
-    db::{Cols, Db},
+    db::{Arg, Cols, Db, Tx},
     facts::{AppFacts, TerritoryFacts},
     proto,
     time::{now_micros, to_rfc3339},
@@ -50,8 +49,6 @@ pub enum PushOutcome {
     Created(proto::InventoryVersionInfo),
     /// The content equals the latest version: nothing stored.
     Unchanged(proto::InventoryVersionInfo),
-    /// Another push took the version number first (PostgreSQL replicas): retry.
-    Conflict,
 }
 
 const INFO_COLUMNS: &str =
@@ -71,18 +68,14 @@ fn info_from_row(r: &(impl Cols + ?Sized)) -> AppResult<proto::InventoryVersionI
 }
 
 async fn version_info(
-    conn: &mut sqlx::AnyConnection,
+    tx: &mut impl Tx,
     establishment_id: &str,
     version: i64,
 ) -> AppResult<proto::InventoryVersionInfo> {
-    let row = sqlx::query(&format!(
-        "SELECT {INFO_COLUMNS} FROM inventory_version WHERE establishment_id = $1 AND version = $2"
-    ))
-    .bind(establishment_id)
-    .bind(version)
-    .fetch_one(conn)
-    .await?;
-    info_from_row(&row)
+    let sql = format!("SELECT {INFO_COLUMNS} FROM inventory_version WHERE establishment_id = $1 AND version = $2");
+    tx.row(&sql, &[establishment_id.into(), version.into()], |r| info_from_row(r))
+        .await?
+        .ok_or_else(|| AppError::internal(format!("version {version} of {establishment_id} vanished")))
 }
 
 /// Stores `v` as the establishment's next version, unless its content equals the
@@ -94,18 +87,12 @@ async fn version_info(
 /// lock, then a SELECT, could deadlock: a push whose UPDATE ran before the first head
 /// existed and whose SELECT after took a number without the lock.) The first push has
 /// no head row to lock: two replicas may both try version 1, the primary key refuses
-/// the second, which gets `Conflict` and retries — it then finds the head and locks it.
-pub async fn push_version(tx: &mut sqlx::AnyConnection, v: &NewVersion<'_>) -> AppResult<PushOutcome> {
-    let lock = if tx.backend_name() == "SQLite" { "" } else { " FOR UPDATE" };
-    let head =
-        sqlx::query(&format!("SELECT version, content_hash FROM inventory_head WHERE establishment_id = $1{lock}"))
-            .bind(v.establishment_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let head: Option<(i64, String)> = match head {
-        Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
-        None => None,
-    };
+/// the second, which gets `Aborted` — its transaction must roll back — and retries: it
+/// then finds the head and locks it.
+pub async fn push_version(tx: &mut impl Tx, v: &NewVersion<'_>) -> AppResult<PushOutcome> {
+    let lock = if tx.is_postgres() { " FOR UPDATE" } else { "" };
+    let sql = format!("SELECT version, content_hash FROM inventory_head WHERE establishment_id = $1{lock}");
+    let head = tx.row(&sql, &[v.establishment_id.into()], |r| Ok((r.int(0)?, r.text(1)?))).await?;
     if let Some((version, hash)) = &head {
         if *hash == v.canonical.hash {
             return Ok(PushOutcome::Unchanged(version_info(tx, v.establishment_id, *version).await?));
@@ -116,41 +103,45 @@ pub async fn push_version(tx: &mut sqlx::AnyConnection, v: &NewVersion<'_>) -> A
     let summary = super::consolidate::summarize(doc).encode_to_vec();
     let resources = doc.resources.as_ref();
     let pushed_at = now_micros();
-    let inserted = sqlx::query(
-        "INSERT INTO inventory_version (establishment_id, version, ght_id, pushed_at, author, content_hash, as_of, \
-         application_count, budget_operating_cents, budget_investment_cents, pssi_status, document, summary) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
-    )
-    .bind(v.establishment_id)
-    .bind(version)
-    .bind(v.ght_id)
-    .bind(pushed_at)
-    .bind(v.author)
-    .bind(&v.canonical.hash)
-    .bind(&doc.as_of)
-    .bind(doc.applications.len() as i64)
-    .bind(resources.and_then(|r| r.budget_operating_eur).map(to_cents))
-    .bind(resources.and_then(|r| r.budget_investment_eur).map(to_cents))
-    .bind(doc.security.as_ref().map(|s| proto::PssiStatus::code_of(s.pssi_status)))
-    .bind(v.canonical.bytes.clone())
-    .bind(summary)
-    .execute(&mut *tx)
-    .await;
+    let pssi = doc.security.as_ref().map(|s| proto::PssiStatus::code_of(s.pssi_status));
+    let inserted = tx
+        .exec(
+            "INSERT INTO inventory_version (establishment_id, version, ght_id, pushed_at, author, content_hash, as_of, \
+             application_count, budget_operating_cents, budget_investment_cents, pssi_status, document, summary) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+            &[
+                v.establishment_id.into(),
+                version.into(),
+                v.ght_id.into(),
+                pushed_at.into(),
+                v.author.into(),
+                (&v.canonical.hash).into(),
+                (&doc.as_of).into(),
+                (doc.applications.len() as i64).into(),
+                Arg::OptInt(resources.and_then(|r| r.budget_operating_eur).map(to_cents)),
+                Arg::OptInt(resources.and_then(|r| r.budget_investment_eur).map(to_cents)),
+                (&pssi).into(),
+                Arg::Blob(&v.canonical.bytes),
+                Arg::Blob(&summary),
+            ],
+        )
+        .await;
     match inserted {
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(PushOutcome::Conflict),
+        Err(AppError::AlreadyExists(_)) => {
+            return Err(AppError::Aborted(format!(
+                "version {version} of establishment {} was taken by a concurrent push",
+                v.establishment_id
+            )))
+        }
         other => {
             other?;
         }
     }
-    sqlx::query(
+    tx.exec(
         "INSERT INTO inventory_head (establishment_id, ght_id, version, content_hash) VALUES ($1,$2,$3,$4) \
          ON CONFLICT (establishment_id) DO UPDATE SET version = excluded.version, content_hash = excluded.content_hash",
+        &[v.establishment_id.into(), v.ght_id.into(), version.into(), (&v.canonical.hash).into()],
     )
-    .bind(v.establishment_id)
-    .bind(v.ght_id)
-    .bind(version)
-    .bind(&v.canonical.hash)
-    .execute(&mut *tx)
     .await?;
     insert_applications(tx, v.establishment_id, version, &doc.applications).await?;
     Ok(PushOutcome::Created(proto::InventoryVersionInfo {
@@ -167,7 +158,7 @@ pub async fn push_version(tx: &mut sqlx::AnyConnection, v: &NewVersion<'_>) -> A
 
 /// Multi-row INSERTs: one statement per chunk instead of one per application.
 async fn insert_applications(
-    tx: &mut sqlx::AnyConnection,
+    tx: &mut impl Tx,
     establishment_id: &str,
     version: i64,
     apps: &[proto::Application],
@@ -193,23 +184,35 @@ async fn insert_applications(
             }
             sql.push(')');
         }
-        let mut q = sqlx::query(&sql);
-        for a in chunk {
-            q = q
-                .bind(establishment_id)
-                .bind(version)
-                .bind(&a.id)
-                .bind(proto::FunctionalDomain::code_of(a.domain))
-                .bind(product_key(&a.vendor, &a.name))
-                .bind(&a.vendor)
-                .bind(&a.name)
-                .bind(&a.version)
-                .bind(proto::HostingMode::code_of(a.hosting))
-                .bind(i64::from(a.users_count))
-                .bind(i64::from(a.convergence_target))
-                .bind(&a.end_of_support);
+        // The binds computed here (codes, product keys), kept alive for the statement.
+        let computed: Vec<[String; 3]> = chunk
+            .iter()
+            .map(|a| {
+                [
+                    proto::FunctionalDomain::code_of(a.domain),
+                    product_key(&a.vendor, &a.name),
+                    proto::HostingMode::code_of(a.hosting),
+                ]
+            })
+            .collect();
+        let mut args: Vec<Arg> = Vec::with_capacity(chunk.len() * APP_COLS);
+        for (a, [domain, product, hosting]) in chunk.iter().zip(&computed) {
+            args.extend::<[Arg; APP_COLS]>([
+                establishment_id.into(),
+                version.into(),
+                (&a.id).into(),
+                domain.into(),
+                product.into(),
+                (&a.vendor).into(),
+                (&a.name).into(),
+                (&a.version).into(),
+                hosting.into(),
+                i64::from(a.users_count).into(),
+                i64::from(a.convergence_target).into(),
+                (&a.end_of_support).into(),
+            ]);
         }
-        q.execute(&mut *tx).await?;
+        tx.exec(&sql, &args).await?;
     }
     Ok(())
 }
