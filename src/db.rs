@@ -71,11 +71,20 @@ pub struct SqliteDirect {
     /// sqlx's one-connection write pool of the same file, held as a token, when sqlx
     /// also writes to the file.
     sqlx_writer: Option<AnyPool>,
+    /// The token otherwise: writers wait for their turn here, asynchronously, rather
+    /// than on the writer's mutex, which would block a runtime thread.
+    turn: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Dropped with this value: stops the file's checkpointer (see [`checkpointer`]).
     _checkpointer: std::sync::mpsc::Sender<()>,
     /// Raised by the checkpointer when the WAL is long: the next write finishes the
     /// checkpoint (see [`SqliteDirect::write`]).
     wal_long: std::sync::Arc<AtomicBool>,
+}
+
+/// See [`SqliteDirect::write_token`].
+enum WriteToken {
+    Sqlx(#[allow(dead_code)] sqlx::pool::PoolConnection<sqlx::Any>),
+    Turn(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>),
 }
 
 /// Reader connections kept open between reads; more are opened under a burst and
@@ -95,6 +104,7 @@ impl SqliteDirect {
             readers: std::sync::Mutex::new(vec![]),
             path: path.to_string(),
             sqlx_writer: sqlx_writer.cloned(),
+            turn: Default::default(),
             _checkpointer: checkpointer(path, wal_long.clone())?,
             wal_long,
         }))
@@ -109,29 +119,48 @@ impl SqliteDirect {
     {
         let token = self.write_token().await?;
         let this = self.clone();
-        let out = tokio::task::spawn_blocking(move || this.commit(f))
-            .await
-            .map_err(|e| AppError::internal(format!("direct SQLite write: {e}")))?;
+        let out = tokio::task::spawn_blocking(move || {
+            let out = this.commit(f);
+            this.finish_checkpoint();
+            out
+        })
+        .await
+        .map_err(|e| AppError::internal(format!("direct SQLite write: {e}")))?;
         drop(token);
         out
     }
 
     /// [`SqliteDirect::write`] on the calling task's thread, for short transactions
-    /// (an audit batch of a few records: less than a hand-off to a blocking thread and
-    /// back, see [`SqliteDirect::read`]).
-    pub async fn write_here<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> AppResult<T>) -> AppResult<T> {
+    /// (an audit batch, an identity upsert: less than a hand-off to a blocking thread
+    /// and back, see [`SqliteDirect::read`]).
+    ///
+    /// A checkpoint that falls due runs afterwards on a blocking thread, holding the
+    /// write token: it fsyncs (tens to hundreds of milliseconds on a busy disk), which
+    /// on this thread stalled a runtime worker and every call queued on it (the load
+    /// mix: identity upserts' p99 at 290 ms, and a third of the unary throughput).
+    pub async fn write_here<T>(
+        self: &std::sync::Arc<Self>,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> AppResult<T>,
+    ) -> AppResult<T> {
         let token = self.write_token().await?;
         let out = self.commit(f);
-        drop(token);
+        if self.wal_long.load(Ordering::Relaxed) {
+            let this = self.clone();
+            // Not awaited: the next writer waits for the token, not this caller.
+            tokio::task::spawn_blocking(move || {
+                this.finish_checkpoint();
+                drop(token);
+            });
+        }
         out
     }
 
-    /// Held, idle, until the commit: no sqlx write runs meanwhile, so the two
-    /// connections never wait on SQLite's file lock for each other.
-    async fn write_token(&self) -> AppResult<Option<sqlx::pool::PoolConnection<sqlx::Any>>> {
+    /// Held, idle, until the commit (and its checkpoint): no other write runs
+    /// meanwhile, so the connections never wait on SQLite's file lock for each other.
+    async fn write_token(&self) -> AppResult<WriteToken> {
         Ok(match &self.sqlx_writer {
-            Some(pool) => Some(pool.acquire().await?),
-            None => None,
+            Some(pool) => WriteToken::Sqlx(pool.acquire().await?),
+            None => WriteToken::Turn(self.turn.clone().lock_owned().await),
         })
     }
 
@@ -140,20 +169,25 @@ impl SqliteDirect {
         let tx = conn.transaction()?;
         let out = f(&tx)?;
         tx.commit()?;
-        // SQLite starts the WAL over only when a write begins after a checkpoint that
-        // copied every frame. Under continuous writes the checkpointer's PASSIVE
-        // checkpoints never end in that state, so the WAL would grow for as long as the
-        // writes go on, each new frame extending the file (the file system zeroing its
-        // blocks: a sixth of the writer's time in the ingest benchmark). With no other
-        // writer in-process now (the token is held, or there is no other writer), this
-        // checkpoint copies the frames the checkpointer has not (little), and the next
-        // write starts the WAL over.
-        if self.wal_long.swap(false, Ordering::Relaxed) {
-            if let Err(e) = passive_checkpoint(&conn) {
-                tracing::warn!(error = %e, "WAL checkpoint after a write failed");
-            }
-        }
         Ok(out)
+    }
+
+    /// SQLite starts the WAL over only when a write begins after a checkpoint that
+    /// copied every frame. Under continuous writes the checkpointer's PASSIVE
+    /// checkpoints never end in that state, so the WAL would grow for as long as the
+    /// writes go on, each new frame extending the file (the file system zeroing its
+    /// blocks: a sixth of the writer's time in the ingest benchmark). Run by a writer
+    /// that holds the token, when the checkpointer has found the WAL long: it copies
+    /// the frames the checkpointer has not (few), and the next write starts the WAL
+    /// over.
+    fn finish_checkpoint(&self) {
+        if !self.wal_long.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let Ok(conn) = self.writer.lock() else { return };
+        if let Err(e) = passive_checkpoint(&conn) {
+            tracing::warn!(error = %e, "WAL checkpoint after a write failed");
+        }
     }
 
     /// Runs `f` on a direct reader, on the calling task's thread.
@@ -458,7 +492,12 @@ pub fn app_result<T, F: std::future::Future<Output = AppResult<T>>>(f: F) -> F {
 macro_rules! write_tx {
     ($db:expr, |$tx:ident| $body:block) => {{
         let db: &$crate::db::Db = &$db;
-        match &db.direct {
+        $crate::write_tx!(@on &db.direct, &db.write, |$tx| $body)
+    }};
+    // On another file's writers: `$direct` (Option<Arc<SqliteDirect>>), else `$pool`.
+    (@on $direct:expr, $pool:expr, |$tx:ident| $body:block) => {{
+        let (direct, pool): (&Option<std::sync::Arc<$crate::db::SqliteDirect>>, &sqlx::AnyPool) = ($direct, $pool);
+        match direct {
             Some(direct) => {
                 direct
                     .write_here(|t| {
@@ -469,7 +508,7 @@ macro_rules! write_tx {
             }
             None => {
                 $crate::db::app_result(async {
-                    let mut t = db.write.begin().await?;
+                    let mut t = pool.begin().await?;
                     let out = {
                         let $tx: &mut sqlx::AnyConnection = &mut *t;
                         $crate::db::app_result(async { $body }).await?

@@ -3,7 +3,11 @@
 use sqlx::Row;
 
 use super::{record_hash, AuditEntry, AuditRecord};
-use crate::{db::Db, time::now_micros, AppResult};
+use crate::{
+    db::{Db, Reader, Tx},
+    time::now_micros,
+    AppResult,
+};
 
 /// Arbitrary constant naming the advisory lock that serialises chain extension
 /// across hub replicas on PostgreSQL.
@@ -27,90 +31,50 @@ fn targets(e: &AuditEntry) -> Vec<&str> {
 /// thread (see [`crate::db::SqliteDirect::write_here`]): no thread hand-off at all, and
 /// every nominative read waits for this commit.
 pub async fn append_batch(db: &Db, entries: &[&AuditEntry]) -> AppResult<i64> {
-    if let Some(direct) = &db.audit_direct {
-        return direct
-            .write_here(|tx| {
-                use rusqlite::OptionalExtension;
-                let head = tx
-                    .prepare_cached(HEAD_SQL)?
-                    .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
-                    .optional()?;
-                let (mut seq, mut prev) = head.unwrap_or((0, String::new()));
-                let first = seq + 1;
-                let at = now_micros();
-                let mut insert = tx.prepare_cached(INSERT_SQL)?;
-                let mut target = tx.prepare_cached(TARGET_SQL)?;
-                for e in entries {
-                    seq += 1;
-                    let hash = record_hash(seq, at, e, &prev);
-                    insert.execute(rusqlite::params![
-                        seq,
-                        at,
-                        e.subject,
-                        e.role,
-                        e.ght_id,
-                        e.establishment_id,
-                        e.rpc,
-                        e.data_class,
-                        e.action,
-                        e.target_ids.join("\n"),
-                        e.target_ght_id,
-                        e.decision,
-                        e.reason,
-                        e.request_id,
-                        prev,
-                        hash,
-                    ])?;
-                    for t in targets(e) {
-                        target.execute(rusqlite::params![t, seq])?;
-                    }
-                    prev = hash;
-                }
-                Ok(first)
-            })
-            .await;
-    }
-    let mut tx = db.audit_write.begin().await?;
-    if db.is_postgres() {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_CHAIN_LOCK).execute(&mut *tx).await?;
-    }
-    let head = sqlx::query(HEAD_SQL).fetch_optional(&mut *tx).await?;
-    let (mut seq, mut prev) = match head {
-        Some(row) => (row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?),
-        None => (0, String::new()),
-    };
-    let first = seq + 1;
-    // Strictly increasing times keep the chain's order readable even within a batch.
-    let at = now_micros();
-    for e in entries {
-        seq += 1;
-        let hash = record_hash(seq, at, e, &prev);
-        sqlx::query(INSERT_SQL)
-            .bind(seq)
-            .bind(at)
-            .bind(&e.subject)
-            .bind(&e.role)
-            .bind(&e.ght_id)
-            .bind(&e.establishment_id)
-            .bind(&e.rpc)
-            .bind(&e.data_class)
-            .bind(&e.action)
-            .bind(e.target_ids.join("\n"))
-            .bind(&e.target_ght_id)
-            .bind(&e.decision)
-            .bind(&e.reason)
-            .bind(&e.request_id)
-            .bind(&prev)
-            .bind(&hash)
-            .execute(&mut *tx)
-            .await?;
-        for t in targets(e) {
-            sqlx::query(TARGET_SQL).bind(t).bind(seq).execute(&mut *tx).await?;
+    crate::write_tx!(@on &db.audit_direct, &db.audit_write, |tx| {
+        if tx.is_postgres() {
+            // Serialises chain extension across replicas (a SELECT: read as a row).
+            tx.rows("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) l", &[AUDIT_CHAIN_LOCK.into()], |_| Ok(()))
+                .await?;
         }
-        prev = hash;
-    }
-    tx.commit().await?;
-    Ok(first)
+        let head = tx.row(HEAD_SQL, &[], |r| Ok((r.int(0)?, r.text(1)?))).await?;
+        let (mut seq, mut prev) = head.unwrap_or((0, String::new()));
+        let first = seq + 1;
+        // One time for the batch: strictly increasing seqs keep the chain's order.
+        let at = now_micros();
+        for e in entries {
+            seq += 1;
+            let hash = record_hash(seq, at, e, &prev);
+            let target_ids = e.target_ids.join("\n");
+            tx.exec(
+                INSERT_SQL,
+                &[
+                    seq.into(),
+                    at.into(),
+                    (&e.subject).into(),
+                    (&e.role).into(),
+                    (&e.ght_id).into(),
+                    (&e.establishment_id).into(),
+                    (&e.rpc).into(),
+                    (&e.data_class).into(),
+                    (&e.action).into(),
+                    (&target_ids).into(),
+                    (&e.target_ght_id).into(),
+                    (&e.decision).into(),
+                    (&e.reason).into(),
+                    (&e.request_id).into(),
+                    (&prev).into(),
+                    (&hash).into(),
+                ],
+            )
+            .await?;
+            for t in targets(e) {
+                tx.exec(TARGET_SQL, &[t.into(), seq.into()]).await?;
+            }
+            prev = hash;
+        }
+        Ok(first)
+    })
 }
 
 const COLUMNS: &str = "a.seq, a.at, a.subject, a.role, a.ght_id, a.establishment_id, a.rpc, a.data_class, a.action, \
