@@ -406,39 +406,6 @@ impl Tx for sqlx::AnyConnection {
     }
 }
 
-// An sqlx transaction or pooled connection is its connection: callers pass `&mut tx`.
-impl Reader for sqlx::Transaction<'_, sqlx::Any> {
-    async fn rows<T>(
-        &mut self,
-        sql: &str,
-        args: &[Arg<'_>],
-        decode: impl Fn(&dyn Cols) -> AppResult<T>,
-    ) -> AppResult<Vec<T>> {
-        (**self).rows(sql, args, decode).await
-    }
-}
-
-impl Tx for sqlx::Transaction<'_, sqlx::Any> {
-    async fn exec(&mut self, sql: &str, args: &[Arg<'_>]) -> AppResult<u64> {
-        (**self).exec(sql, args).await
-    }
-
-    fn is_postgres(&self) -> bool {
-        (**self).is_postgres()
-    }
-}
-
-impl Reader for sqlx::pool::PoolConnection<sqlx::Any> {
-    async fn rows<T>(
-        &mut self,
-        sql: &str,
-        args: &[Arg<'_>],
-        decode: impl Fn(&dyn Cols) -> AppResult<T>,
-    ) -> AppResult<Vec<T>> {
-        (**self).rows(sql, args, decode).await
-    }
-}
-
 /// A transaction on the direct SQLite writer (see [`SqliteDirect::write`]). Its
 /// futures never wait: every statement blocks and returns, so code written over
 /// [`Tx`] runs here to completion in one poll (see [`ready`]).

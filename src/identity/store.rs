@@ -873,7 +873,7 @@ pub async fn fill_facts(db: &Db, facts: &mut TerritoryFacts) -> AppResult<()> {
 /// territorial identity (benchmarks and bulk imports; no matching, no events).
 pub async fn bulk_insert(db: &Db, rows: &[IdentityRow]) -> AppResult<()> {
     let mut tx = db.write.begin().await?;
-    let per_statement = crate::db::rows_per_statement(&tx, N_COLS);
+    let per_statement = crate::db::rows_per_statement(&*tx, N_COLS);
     for chunk in rows.chunks(per_statement) {
         let sql = format!(
             "INSERT INTO territorial_identity (id, ght_id, merged_into, created_at) VALUES {}",

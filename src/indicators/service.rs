@@ -309,7 +309,7 @@ impl IndicatorsService {
 
         let mut tx = self.db.write.begin().await?;
         let mut positions = store::lock_positions(&mut tx).await?;
-        if let Some(prev) = idempotency::replay(&mut tx, &ctx, &req.request_id).await? {
+        if let Some(prev) = idempotency::replay(&mut *tx, &ctx, &req.request_id).await? {
             return Ok(prev);
         }
         let latest = store::latest_revision(&mut tx, &d.key).await?;
@@ -361,7 +361,7 @@ impl IndicatorsService {
         store::insert_event(&mut tx, &EventRow::of(&row, action, &by, ctx.principal.role.as_str(), "")).await?;
         store::save_positions(&mut tx, &positions).await?;
         let answer = row.to_proto();
-        idempotency::remember(&mut tx, &ctx, &req.request_id, &answer).await?;
+        idempotency::remember(&mut *tx, &ctx, &req.request_id, &answer).await?;
         tx.commit().await?;
         Ok(answer)
     }
@@ -383,7 +383,7 @@ impl IndicatorsService {
 
         let mut tx = self.db.write.begin().await?;
         let mut positions = store::lock_positions(&mut tx).await?;
-        if let Some(prev) = idempotency::replay(&mut tx, &ctx, &req.request_id).await? {
+        if let Some(prev) = idempotency::replay(&mut *tx, &ctx, &req.request_id).await? {
             return Ok(prev);
         }
         let drafts = store::drafts(&mut tx, &ght_id, &establishment_id, &period).await?;
@@ -413,7 +413,7 @@ impl IndicatorsService {
         }
         store::save_positions(&mut tx, &positions).await?;
         let answer = proto::SubmitPeriodResponse { submitted: values.len() as u32, values };
-        idempotency::remember(&mut tx, &ctx, &req.request_id, &answer).await?;
+        idempotency::remember(&mut *tx, &ctx, &req.request_id, &answer).await?;
         tx.commit().await?;
         Ok(answer)
     }
@@ -440,7 +440,7 @@ impl IndicatorsService {
 
         let mut tx = self.db.write.begin().await?;
         let mut positions = store::lock_positions(&mut tx).await?;
-        if let Some(prev) = idempotency::replay(&mut tx, &ctx, &req.request_id).await? {
+        if let Some(prev) = idempotency::replay(&mut *tx, &ctx, &req.request_id).await? {
             return Ok(prev);
         }
         let current = match &by_id {
@@ -471,7 +471,7 @@ impl IndicatorsService {
         .await?;
         store::save_positions(&mut tx, &positions).await?;
         let answer = row.to_proto();
-        idempotency::remember(&mut tx, &ctx, &req.request_id, &answer).await?;
+        idempotency::remember(&mut *tx, &ctx, &req.request_id, &answer).await?;
         tx.commit().await?;
         Ok(answer)
     }

@@ -37,13 +37,13 @@ impl RegistryService {
         let target = Target::ght(&ght.id).with_region(Some(ght.ars_region.clone())).with_ids([ght.id.clone()]);
         self.guard.authorize(&ctx, DataClass::Registry, Action::Write, &target).await?;
         let mut tx = self.db.write.begin().await?;
-        if let Some(prev) = idempotency::replay(&mut tx, &ctx, &req.request_id).await? {
+        if let Some(prev) = idempotency::replay(&mut *tx, &ctx, &req.request_id).await? {
             return Ok(prev);
         }
         let at = now_micros();
         store::insert_ght(&mut tx, &ght, at).await?;
         let answer = proto::Ght { created_at: to_rfc3339(at), ..ght };
-        idempotency::remember(&mut tx, &ctx, &req.request_id, &answer).await?;
+        idempotency::remember(&mut *tx, &ctx, &req.request_id, &answer).await?;
         tx.commit().await?;
         Ok(answer)
     }
@@ -90,13 +90,13 @@ impl RegistryService {
             created_at: String::new(),
         };
         let mut tx = self.db.write.begin().await?;
-        if let Some(prev) = idempotency::replay(&mut tx, &ctx, &req.request_id).await? {
+        if let Some(prev) = idempotency::replay(&mut *tx, &ctx, &req.request_id).await? {
             return Ok(prev);
         }
         let at = now_micros();
         store::insert_establishment(&mut tx, &e, at).await?;
         let answer = proto::Establishment { created_at: to_rfc3339(at), ..e };
-        idempotency::remember(&mut tx, &ctx, &req.request_id, &answer).await?;
+        idempotency::remember(&mut *tx, &ctx, &req.request_id, &answer).await?;
         tx.commit().await?;
         Ok(answer)
     }
