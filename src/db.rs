@@ -144,6 +144,30 @@ impl SqliteDirect {
     ) -> AppResult<T> {
         let token = self.write_token().await?;
         let out = self.commit(f);
+        self.release(token);
+        out
+    }
+
+    /// [`SqliteDirect::write_here`] for a transaction that may run for milliseconds (an
+    /// inventory of thousands of applications): on a multi-threaded runtime the worker
+    /// first hands its other tasks to another thread (`block_in_place`), so they do not
+    /// wait behind it. Short transactions skip that hand-off, which costs a thread wake-up.
+    pub async fn write_long<T>(
+        self: &std::sync::Arc<Self>,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> AppResult<T>,
+    ) -> AppResult<T> {
+        let token = self.write_token().await?;
+        let out = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| self.commit(f)),
+            _ => self.commit(f),
+        };
+        self.release(token);
+        out
+    }
+
+    /// Ends an inline write: a checkpoint that fell due runs on a blocking thread that
+    /// holds the token until it is done; otherwise the token is released now.
+    fn release(self: &std::sync::Arc<Self>, token: WriteToken) {
         if self.wal_long.load(Ordering::Relaxed) {
             let this = self.clone();
             // Not awaited: the next writer waits for the token, not this caller.
@@ -152,7 +176,6 @@ impl SqliteDirect {
                 drop(token);
             });
         }
-        out
     }
 
     /// Held, idle, until the commit (and its checkpoint): no other write runs
@@ -277,9 +300,15 @@ fn direct_statement<'c>(
     args: &[Arg<'_>],
 ) -> AppResult<rusqlite::CachedStatement<'c>> {
     let mut stmt = conn.prepare_cached(sql)?;
+    let positional = stmt.parameter_count() == args.len() && binds_in_order(sql, args.len());
     for (i, a) in args.iter().enumerate() {
-        let Some(idx) = stmt.parameter_index(&format!("${}", i + 1))? else {
-            return Err(AppError::internal(format!("statement has no parameter ${}: {sql}", i + 1)));
+        let idx = if positional {
+            i + 1
+        } else {
+            match stmt.parameter_index(&format!("${}", i + 1))? {
+                Some(idx) => idx,
+                None => return Err(AppError::internal(format!("statement has no parameter ${}: {sql}", i + 1))),
+            }
         };
         match *a {
             Arg::Text(v) => stmt.raw_bind_parameter(idx, v)?,
@@ -291,6 +320,35 @@ fn direct_statement<'c>(
         }
     }
     Ok(stmt)
+}
+
+/// Whether the `$k` of `sql` first appear in the order `$1`, `$2`, …, `$n` (a later
+/// repeat of an earlier one aside). SQLite numbers `$` parameters in order of first
+/// appearance, so `$k` is then parameter k and binds go by position. Looking a name up
+/// scans the statement's list of names: a multi-row INSERT of P binds paid O(P²)
+/// comparisons (an inventory of 2,000 applications: millions), where this scan is one
+/// pass over the text.
+fn binds_in_order(sql: &str, n: usize) -> bool {
+    let b = sql.as_bytes();
+    let (mut next, mut i) = (1usize, 0usize);
+    while i < b.len() {
+        if b[i] != b'$' {
+            i += 1;
+            continue;
+        }
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        match sql[start..i].parse::<usize>() {
+            Ok(k) if k == next => next += 1,
+            Ok(k) if k >= 1 && k < next => {}
+            // Out of order, `$0`, or a `$` that is not a parameter: look names up.
+            _ => return false,
+        }
+    }
+    next == n + 1
 }
 
 /// Runs one read statement on a direct SQLite connection (see [`direct_statement`]).
@@ -453,21 +511,27 @@ pub fn app_result<T, F: std::future::Future<Output = AppResult<T>>>(f: F) -> F {
 /// [`SqliteDirect::write_here`]), on PostgreSQL in a pool transaction. Commits when
 /// the body returns `Ok`, rolls back otherwise. The body is an async block's body
 /// that evaluates to an [`AppResult`]; it is compiled once for each back-end, and on
-/// SQLite must await nothing but its `Tx` (see [`ready`]). For short transactions:
-/// the body blocks a runtime thread for its duration.
+/// SQLite must await nothing but its `Tx` (see [`ready`]). The body blocks a runtime
+/// thread for its duration: `write_tx!(@long db, |tx| …)` for bodies that may take
+/// milliseconds (see [`SqliteDirect::write_long`]).
 #[macro_export]
 macro_rules! write_tx {
     ($db:expr, |$tx:ident| $body:block) => {{
         let db: &$crate::db::Db = &$db;
-        $crate::write_tx!(@on &db.direct, &db.write, |$tx| $body)
+        $crate::write_tx!(@on &db.direct, &db.write, write_here, |$tx| $body)
+    }};
+    // A body that may run for milliseconds (see `SqliteDirect::write_long`).
+    (@long $db:expr, |$tx:ident| $body:block) => {{
+        let db: &$crate::db::Db = &$db;
+        $crate::write_tx!(@on &db.direct, &db.write, write_long, |$tx| $body)
     }};
     // On another file's writers: `$direct` (Option<Arc<SqliteDirect>>), else `$pool`.
-    (@on $direct:expr, $pool:expr, |$tx:ident| $body:block) => {{
+    (@on $direct:expr, $pool:expr, $run:ident, |$tx:ident| $body:block) => {{
         let (direct, pool): (&Option<std::sync::Arc<$crate::db::SqliteDirect>>, &sqlx::AnyPool) = ($direct, $pool);
         match direct {
             Some(direct) => {
                 direct
-                    .write_here(|t| {
+                    .$run(|t| {
                         let $tx = &mut $crate::db::Direct(t);
                         $crate::db::ready($crate::db::app_result(async { $body }))
                     })
@@ -938,6 +1002,20 @@ mod tests {
         let row = db.row(sql, &["540300002".into()], |r| Ok((r.text(0)?, r.int(1)?))).await.expect("read");
         assert_eq!(row, Some(("GHT test".to_string(), at)));
         close(&db).await;
+    }
+
+    #[test]
+    fn binds_go_by_position_only_when_first_seen_in_order() {
+        assert!(binds_in_order("INSERT INTO t VALUES ($1,$2),($3,$4)", 4));
+        assert!(binds_in_order("SELECT $1 WHERE a = $2 OR b = $1 OR c IN ($3, $2)", 3));
+        assert!(binds_in_order("SELECT 1", 0));
+        assert!(binds_in_order("SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11", 11));
+        assert!(!binds_in_order("SELECT $2, $1", 2));
+        assert!(!binds_in_order("SELECT $1, $3", 2));
+        assert!(!binds_in_order("SELECT $1", 2));
+        assert!(!binds_in_order("SELECT $1, $2", 1));
+        assert!(!binds_in_order("SELECT '$' || $1", 1));
+        assert!(!binds_in_order("SELECT $0", 0));
     }
 
     /// `write_tx!` commits the body's writes when it returns Ok and keeps none of them

@@ -119,7 +119,8 @@ impl InventoryService {
             canonical: &canonical,
         };
         for _ in 0..PUSH_ATTEMPTS {
-            let pushed = crate::write_tx!(self.db, |tx| {
+            // Thousands of application rows: milliseconds of SQLite work.
+            let pushed = crate::write_tx!(@long self.db, |tx| {
                 if let Some(prev) = idempotency::replay(tx, &ctx, &request_id).await? {
                     return Ok(prev);
                 }
