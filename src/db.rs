@@ -685,8 +685,9 @@ static SQLITE_AUDIT_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migratio
 /// costs O(P²) (6,000 binds: tens of milliseconds, most of an inventory push). SQLite
 /// statements therefore stay near 256 binds, where that cost is below the per-statement
 /// overhead; PostgreSQL has no such cost and saves round trips with large statements
-/// (its limit is 65,535 binds).
-/// The direct SQLite connections look binds up by name the same way.
+/// (its limit is 65,535 binds). The direct SQLite connections bind these statements by
+/// position (see [`binds_in_order`]); the same size serves them, each statement also
+/// being one entry of their prepared-statement cache.
 pub fn rows_per_statement(tx: &impl Tx, cols: usize) -> usize {
     let binds = if tx.is_postgres() { 8_192 } else { 256 };
     (binds / cols.max(1)).max(1)
