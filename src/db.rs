@@ -130,9 +130,13 @@ impl SqliteDirect {
         out
     }
 
-    /// [`SqliteDirect::write`] on the calling task's thread, for short transactions
-    /// (an audit batch, an identity upsert: less than a hand-off to a blocking thread
-    /// and back, see [`SqliteDirect::read`]).
+    /// [`SqliteDirect::write`] on the calling task's thread (an audit batch, an identity
+    /// upsert: less than a hand-off to a blocking thread and back, see
+    /// [`SqliteDirect::read`]). With `long`, for a transaction that may run for
+    /// milliseconds (an inventory of thousands of applications), a multi-threaded
+    /// runtime's worker first hands its other tasks to another thread
+    /// (`block_in_place`), so they do not wait behind it; short transactions skip that
+    /// hand-off, which costs a thread wake-up.
     ///
     /// A checkpoint that falls due runs afterwards on a blocking thread, holding the
     /// write token: it fsyncs (tens to hundreds of milliseconds on a busy disk), which
@@ -140,25 +144,12 @@ impl SqliteDirect {
     /// mix: identity upserts' p99 at 290 ms, and a third of the unary throughput).
     pub async fn write_here<T>(
         self: &std::sync::Arc<Self>,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> AppResult<T>,
-    ) -> AppResult<T> {
-        let token = self.write_token().await?;
-        let out = self.commit(f);
-        self.release(token);
-        out
-    }
-
-    /// [`SqliteDirect::write_here`] for a transaction that may run for milliseconds (an
-    /// inventory of thousands of applications): on a multi-threaded runtime the worker
-    /// first hands its other tasks to another thread (`block_in_place`), so they do not
-    /// wait behind it. Short transactions skip that hand-off, which costs a thread wake-up.
-    pub async fn write_long<T>(
-        self: &std::sync::Arc<Self>,
+        long: bool,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> AppResult<T>,
     ) -> AppResult<T> {
         let token = self.write_token().await?;
         let out = match tokio::runtime::Handle::current().runtime_flavor() {
-            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| self.commit(f)),
+            tokio::runtime::RuntimeFlavor::MultiThread if long => tokio::task::block_in_place(|| self.commit(f)),
             _ => self.commit(f),
         };
         self.release(token);
@@ -490,6 +481,17 @@ impl Tx for Direct<'_> {
     }
 }
 
+/// A PostgreSQL transaction-scoped advisory lock on `key`, held until the transaction
+/// ends: serialises writers across hub replicas. Nothing on SQLite, whose one writer
+/// already serialises them.
+pub async fn xact_lock(tx: &mut impl Tx, key: i64) -> AppResult<()> {
+    if tx.is_postgres() {
+        // A SELECT: read as a row (the lock function's own column is void).
+        tx.rows("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) l", &[key.into()], |_| Ok(())).await?;
+    }
+    Ok(())
+}
+
 /// The output of a future that never waits (one written over [`Tx`], run on
 /// [`Direct`]), without an executor. A future that does wait — it awaited real I/O,
 /// which has no place inside a direct transaction — is an error, not a blocked thread.
@@ -513,25 +515,26 @@ pub fn app_result<T, F: std::future::Future<Output = AppResult<T>>>(f: F) -> F {
 /// that evaluates to an [`AppResult`]; it is compiled once for each back-end, and on
 /// SQLite must await nothing but its `Tx` (see [`ready`]). The body blocks a runtime
 /// thread for its duration: `write_tx!(@long db, |tx| …)` for bodies that may take
-/// milliseconds (see [`SqliteDirect::write_long`]).
+/// milliseconds (see [`SqliteDirect::write_here`]).
 #[macro_export]
 macro_rules! write_tx {
     ($db:expr, |$tx:ident| $body:block) => {{
         let db: &$crate::db::Db = &$db;
-        $crate::write_tx!(@on &db.direct, &db.write, write_here, |$tx| $body)
+        $crate::write_tx!(@on &db.direct, &db.write, false, |$tx| $body)
     }};
-    // A body that may run for milliseconds (see `SqliteDirect::write_long`).
+    // A body that may run for milliseconds (see `SqliteDirect::write_here`).
     (@long $db:expr, |$tx:ident| $body:block) => {{
         let db: &$crate::db::Db = &$db;
-        $crate::write_tx!(@on &db.direct, &db.write, write_long, |$tx| $body)
+        $crate::write_tx!(@on &db.direct, &db.write, true, |$tx| $body)
     }};
-    // On another file's writers: `$direct` (Option<Arc<SqliteDirect>>), else `$pool`.
-    (@on $direct:expr, $pool:expr, $run:ident, |$tx:ident| $body:block) => {{
+    // On another file's writers: `$direct` (Option<Arc<SqliteDirect>>), else `$pool`;
+    // `$long` as in `SqliteDirect::write_here`.
+    (@on $direct:expr, $pool:expr, $long:expr, |$tx:ident| $body:block) => {{
         let (direct, pool): (&Option<std::sync::Arc<$crate::db::SqliteDirect>>, &sqlx::AnyPool) = ($direct, $pool);
         match direct {
             Some(direct) => {
                 direct
-                    .$run(|t| {
+                    .write_here($long, |t| {
                         let $tx = &mut $crate::db::Direct(t);
                         $crate::db::ready($crate::db::app_result(async { $body }))
                     })

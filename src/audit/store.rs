@@ -31,12 +31,9 @@ fn targets(e: &AuditEntry) -> Vec<&str> {
 /// thread (see [`crate::db::SqliteDirect::write_here`]): no thread hand-off at all, and
 /// every nominative read waits for this commit.
 pub async fn append_batch(db: &Db, entries: &[&AuditEntry]) -> AppResult<i64> {
-    crate::write_tx!(@on &db.audit_direct, &db.audit_write, write_here, |tx| {
-        if tx.is_postgres() {
-            // Serialises chain extension across replicas (a SELECT: read as a row).
-            tx.rows("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) l", &[AUDIT_CHAIN_LOCK.into()], |_| Ok(()))
-                .await?;
-        }
+    crate::write_tx!(@on &db.audit_direct, &db.audit_write, false, |tx| {
+        // Serialises chain extension across replicas.
+        crate::db::xact_lock(tx, AUDIT_CHAIN_LOCK).await?;
         let head = tx.row(HEAD_SQL, &[], |r| Ok((r.int(0)?, r.text(1)?))).await?;
         let (mut seq, mut prev) = head.unwrap_or((0, String::new()));
         let first = seq + 1;

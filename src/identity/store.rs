@@ -181,16 +181,11 @@ fn identity_args(i: &IdentityRow) -> [Arg<'_>; N_COLS] {
 /// Serialises writers of one GHT's identity index across hub replicas (PostgreSQL);
 /// SQLite has a single writer already.
 pub async fn lock_index(tx: &mut impl Tx, ght: &str) -> AppResult<()> {
-    if tx.is_postgres() {
-        let key = format!("identity-index:{ght}");
-        let digest = <sha2::Sha256 as sha2::Digest>::digest(key.as_bytes());
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&digest[..8]);
-        // A SELECT: read as a row (its one column is void).
-        tx.rows("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) l", &[i64::from_be_bytes(b).into()], |_| Ok(()))
-            .await?;
-    }
-    Ok(())
+    let key = format!("identity-index:{ght}");
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(key.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&digest[..8]);
+    crate::db::xact_lock(tx, i64::from_be_bytes(b)).await
 }
 
 pub async fn get(tx: &mut impl Reader, est: &str, ipp: &str) -> AppResult<Option<IdentityRow>> {
