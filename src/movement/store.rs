@@ -212,8 +212,13 @@ pub async fn has_open_encounter(db: &Db, establishment: &str, patient: &str) -> 
     let Some(live) = crate::identity::store::resolve_territorial(&mut reader, patient).await? else {
         return Ok(false);
     };
-    let sql =
-        "SELECT 1 FROM local_identity l JOIN encounter e ON e.establishment_id = l.establishment_id AND e.ipp = l.ipp \
-         WHERE l.territorial_id = $1 AND l.establishment_id = $2 AND e.status IN ('ADMITTED', 'ON_LEAVE') LIMIT 1";
+    // CROSS JOIN fixes the join order on SQLite (its planner keeps the tables in the
+    // order written): the patient's local identities first, then their open
+    // encounters through `encounter_open`. Left to choose on a database without
+    // statistics, it read every open encounter of the establishment per check.
+    // PostgreSQL plans the CROSS JOIN with its WHERE as the inner join it is.
+    let sql = "SELECT 1 FROM local_identity l CROSS JOIN encounter e \
+         WHERE l.territorial_id = $1 AND l.establishment_id = $2 \
+         AND e.establishment_id = l.establishment_id AND e.ipp = l.ipp AND e.status IN ('ADMITTED', 'ON_LEAVE') LIMIT 1";
     Ok(reader.row(sql, &[live.as_str().into(), establishment.into()], |_| Ok(())).await?.is_some())
 }
