@@ -200,6 +200,40 @@ async fn idempotency(hub: &TestHub) {
 }
 on_every_backend!(publish_acknowledges_each_event_and_replays_are_idempotent, idempotency);
 
+/// A movement for an IPP merged into another (A40) is refused, naming the surviving
+/// IPP; the survivor's movements go through. Unpublished IPPs stay refused as such.
+async fn merged_ipp(hub: &TestHub) {
+    let p = parties(hub).await;
+    identity(&p.dr1, E1, "SURV", None).await;
+    identity(&p.dr1, E1, "DOUBLON", None).await;
+    let local = |ipp: &str| Some(proto::LocalIdentityRef { establishment_id: E1.into(), ipp: ipp.into() });
+    p.dr1
+        .identity()
+        .merge_identities(proto::MergeIdentitiesRequest {
+            surviving: local("SURV"),
+            merged: local("DOUBLON"),
+            reason: "doublon".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let a = publish(
+        &p.dr1,
+        vec![
+            mv("m1", E1, "DOUBLON", "W1", T::A01Admit, "2026-02-01T08:00:00Z"),
+            mv("m2", E1, "SURV", "W2", T::A01Admit, "2026-02-01T08:00:00Z"),
+            mv("m3", E1, "NOBODY", "W3", T::A01Admit, "2026-02-01T08:00:00Z"),
+        ],
+    )
+    .await;
+    assert_eq!(status(&a[0]), (Ack::Rejected, Code::FailedPrecondition as i32), "{a:?}");
+    assert!(a[0].message.contains("merged (A40) into IPP SURV"), "{:?}", a[0]);
+    assert_eq!(status(&a[1]), (Ack::Accepted, 0), "{a:?}");
+    assert_eq!(status(&a[2]), (Ack::Rejected, Code::FailedPrecondition as i32), "{a:?}");
+    assert!(a[2].message.contains("not published"), "{:?}", a[2]);
+}
+on_every_backend!(movements_of_a_merged_ipp_are_refused_naming_the_survivor, merged_ipp);
+
 async fn cancellations(hub: &TestHub) {
     let p = parties(hub).await;
     identity(&p.dr1, E1, "P1", None).await;
