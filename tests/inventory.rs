@@ -368,6 +368,36 @@ on_every_backend!(ars_region_aggregates, ars_reads_aggregates_of_its_region_only
 ///   same plus GAM "MAINCARE / Pastel " (same product as E1's), LAB glims, BI qlik
 ///   (SaaS); operating budget only (1 M€); staff PROJECT 4, USER_SUPPORT 3.5; PSSI in progress.
 /// - E3 (associé): runs m-crossway too, but is not consolidated.
+/// E2's first inventory (2024-01-31): M-Crossway, Molis.
+fn e2_doc_v1() -> proto::InventoryDocument {
+    let mut d = doc(
+        "2024-01-31",
+        vec![
+            app("dpi", "Maincare", "M-Crossway", D::Dpi, H::OnPremise, false),
+            app("molis", "CGM", "Molis", D::Lab, H::OnPremise, false),
+        ],
+    );
+    d.security = security(proto::PssiStatus::InProgress);
+    d
+}
+
+/// E2's second inventory (2025-01-31): the first one plus Pastel, Glims, Qlik.
+fn e2_doc_v2() -> proto::InventoryDocument {
+    let mut d = e2_doc_v1();
+    d.as_of = "2025-01-31".into();
+    d.applications.extend([
+        app("gam", "MAINCARE ", " Pastel", D::PatientAdministration, H::OnPremise, false),
+        app("glims", "CliniSys", "Glims", D::Lab, H::OnPremise, false),
+        app("bi", "Qlik", "Qlik Sense", D::Bi, H::Saas, false),
+    ]);
+    d.resources = resources(
+        Some(1_000_000.0),
+        None,
+        &[(proto::StaffCategory::Project, 4.0), (proto::StaffCategory::UserSupport, 3.5)],
+    );
+    d
+}
+
 async fn dataset(hub: &TestHub) {
     let mut e1 = doc(
         "2025-01-31",
@@ -384,26 +414,8 @@ async fn dataset(hub: &TestHub) {
         Some(3_000_000.0),
         &[(proto::StaffCategory::Project, 30.0), (proto::StaffCategory::Infrastructure, 20.0)],
     );
-    let mut e2_v1 = doc(
-        "2024-01-31",
-        vec![
-            app("dpi", "Maincare", "M-Crossway", D::Dpi, H::OnPremise, false),
-            app("molis", "CGM", "Molis", D::Lab, H::OnPremise, false),
-        ],
-    );
-    e2_v1.security = security(proto::PssiStatus::InProgress);
-    let mut e2_v2 = e2_v1.clone();
-    e2_v2.as_of = "2025-01-31".into();
-    e2_v2.applications.extend([
-        app("gam", "MAINCARE ", " Pastel", D::PatientAdministration, H::OnPremise, false),
-        app("glims", "CliniSys", "Glims", D::Lab, H::OnPremise, false),
-        app("bi", "Qlik", "Qlik Sense", D::Bi, H::Saas, false),
-    ]);
-    e2_v2.resources = resources(
-        Some(1_000_000.0),
-        None,
-        &[(proto::StaffCategory::Project, 4.0), (proto::StaffCategory::UserSupport, 3.5)],
-    );
+    let e2_v1 = e2_doc_v1();
+    let e2_v2 = e2_doc_v2();
     let e3 = doc("2025-01-31", vec![app("dpi", "Maincare", "M-Crossway", D::Dpi, H::OnPremise, true)]);
     push(&est_dsi(hub, G1, E1).await, E1, e1, "").await.unwrap();
     let dsi_e2 = est_dsi(hub, G1, E2).await;
@@ -525,6 +537,16 @@ async fn consolidation_matches_hand_computed_counts(hub: &TestHub) {
     let gam = row(D::PatientAdministration);
     let trend: Vec<(&str, u32)> = gam.trend.iter().map(|p| (p.as_of.as_str(), p.parties_on_target)).collect();
     assert_eq!(trend, vec![("2025-01-31", 2)]);
+
+    // A correction of the same date (E2's version 3, as of 2025-01-31, Molis retired)
+    // replaces version 2 in the trend: one lab product left on that date.
+    let mut e2_v3 = e2_doc_v2();
+    e2_v3.applications.retain(|a| a.id != "molis");
+    push(&est_dsi(hub, G1, E2).await, E2, e2_v3, "").await.unwrap();
+    let lab = convergence(&g1, G1).await.unwrap().domains.into_iter().find(|x| x.domain == D::Lab as i32).unwrap();
+    let trend: Vec<(&str, u32, u32)> =
+        lab.trend.iter().map(|p| (p.as_of.as_str(), p.distinct_products, p.parties_in_domain)).collect();
+    assert_eq!(trend, vec![("2024-01-31", 1, 1), ("2025-01-31", 1, 2)]);
 }
 on_every_backend!(consolidation_counts, consolidation_matches_hand_computed_counts);
 
