@@ -604,6 +604,27 @@ fn passive_checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<i64> {
 /// WAL starts over.
 const WAL_RESTART_PAGES: i64 = 4_096;
 
+/// Process-wide SQLite settings, before its first connection (sqlx's and the direct
+/// ones share one library).
+///
+/// MEMSTATUS off: with it on (SQLite's default), every allocation and free inside
+/// SQLite takes a global mutex to keep memory statistics the hub never reads; in the
+/// movement writer those lock/unlock pairs were a seventh of its time, and every
+/// connection's allocations contended on the one mutex.
+fn sqlite_global_config() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_config must run before SQLite initialises; Once runs it
+        // first, before any connection of this process. If something else (a test
+        // harness) initialised SQLite already, SQLite refuses with SQLITE_MISUSE and
+        // changes nothing.
+        let rc = unsafe { rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int) };
+        if rc != rusqlite::ffi::SQLITE_OK {
+            tracing::debug!(rc, "SQLite was initialised before the hub: memory statistics stay on");
+        }
+    });
+}
+
 /// A blocking connection with the pool's settings (see [`sqlite_pragmas`]).
 fn direct_connection(path: &str) -> AppResult<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path)?;
@@ -713,6 +734,7 @@ impl Db {
         let backend = backend_of(url)?;
         let db = match backend {
             Backend::Sqlite => {
+                sqlite_global_config();
                 let url = sqlite_url_with_create(url)?;
                 let (main_wal_long, audit_wal_long) = Default::default();
                 let write = sqlite_pool(&url, 1, 30, Some(&main_wal_long)).await?;
