@@ -480,7 +480,8 @@ fn movement(env: &Env, est: &Establishment, k: u64, j: u64) -> proto::Movement {
 
 /// Establishment `i` streams movements until the deadline over one `PublishMovements`
 /// stream; each event's latency runs from its send to its (durable) acknowledgement.
-async fn publish_stream(env: Arc<Env>, i: usize, deadline: Instant) -> Stats {
+/// With `rate` > 0, event `n` is sent at `n / rate` seconds, not before.
+async fn publish_stream(env: Arc<Env>, i: usize, deadline: Instant, rate: f64) -> Stats {
     let mut stats = Stats::new();
     let est = &env.establishments[i];
     let (tx, rx) = tokio::sync::mpsc::channel::<proto::PublishMovementsRequest>(STREAM_WINDOW);
@@ -490,9 +491,13 @@ async fn publish_stream(env: Arc<Env>, i: usize, deadline: Instant) -> Stats {
         let (env, window, sent) = (env.clone(), window.clone(), sent.clone());
         tokio::spawn(async move {
             let est = &env.establishments[i];
-            let mut k = 0u64;
+            let (mut k, mut n, start) = (0u64, 0u64, Instant::now());
             'run: while Instant::now() < deadline {
                 for j in 0..3 {
+                    if rate > 0.0 {
+                        tokio::time::sleep_until(start + Duration::from_secs_f64(n as f64 / rate)).await;
+                        n += 1;
+                    }
                     let Ok(permit) = window.clone().acquire_owned().await else { break 'run };
                     permit.forget();
                     let m = movement(&env, est, k, j);
@@ -595,7 +600,7 @@ pub async fn run_hub(env: Arc<Env>, args: &super::LoadArgs, duration: Duration) 
     let mut handles = vec![];
     if mixed {
         for i in 0..env.establishments.len() {
-            handles.push(tokio::spawn(publish_stream(env.clone(), i, deadline)));
+            handles.push(tokio::spawn(publish_stream(env.clone(), i, deadline, args.stream_rate)));
         }
         handles.push(tokio::spawn(dim_subscriber(env.clone(), deadline)));
     }
