@@ -43,10 +43,6 @@ const PROVISIONAL: i64 = i64::MAX / 2;
 /// Encounters the batch changes: (establishment, encounter) → (ipp, history).
 type Touched = HashMap<(String, String), (String, Vec<Mv>)>;
 
-/// What two movements of the same nature share (IHE PAM): patient, trigger event,
-/// medical unit, event time.
-type NatureKey = (String, String, String, i64);
-
 /// The column a movement lookup selects on.
 #[derive(Clone, Copy)]
 enum Key {
@@ -76,14 +72,6 @@ trait PublishTx {
         values: &[String],
         span: Option<(i64, i64)>,
     ) -> AppResult<Vec<StoredMv>>;
-    /// The active movements of `est` of the same nature as one of `keys` (patients
-    /// `ipps`): key → event id.
-    async fn same_nature(
-        &mut self,
-        est: &str,
-        ipps: &[String],
-        keys: &HashSet<NatureKey>,
-    ) -> AppResult<HashMap<NatureKey, String>>;
     /// For each IPP: absent (not published), or published with the IPP it was merged
     /// into, if any.
     async fn identity_status(&mut self, est: &str, ipps: &[String]) -> AppResult<HashMap<String, Option<String>>>;
@@ -163,15 +151,15 @@ async fn publish_in(
             owners.entry(s.encounter_id.clone()).or_insert_with(|| s.ipp.clone());
             histories.entry(s.encounter_id.clone()).or_default().push(s.mv);
         }
-        // Active movements of the same nature as the batch's (IHE PAM rule).
-        let keys: HashSet<NatureKey> = slots
-            .iter()
-            .map(|&i| {
-                let m = &batch[i];
-                (m.ipp.clone(), m.trigger.code().to_string(), m.medical_unit.clone(), m.event_time)
-            })
-            .collect();
-        let mut same_nature = tx.same_nature(est, &ipps, &keys).await?;
+        // Active movements of these patients at these times (IHE PAM same-nature rule).
+        // The rule compares exact event times, so only the batch's time span is read:
+        // a patient's whole history would make every batch slower as the history grows.
+        let times = slots.iter().map(|&i| batch[i].event_time);
+        let span = (times.clone().min().unwrap_or(0), times.max().unwrap_or(0));
+        let mut same_nature: HashMap<(String, String, String, i64), String> = HashMap::new();
+        for s in tx.movements(est, Key::Ipp, &ipps, Some(span)).await? {
+            same_nature.insert(nature_key(&s.ipp, &s.mv), s.mv.event_id.clone());
+        }
 
         for slot in slots {
             let m = &batch[slot];
@@ -250,7 +238,7 @@ fn reused(m: &MovementInput) -> AppError {
     ))
 }
 
-fn nature_key(ipp: &str, m: &Mv) -> NatureKey {
+fn nature_key(ipp: &str, m: &Mv) -> (String, String, String, i64) {
     (ipp.to_string(), m.trigger.code().to_string(), m.medical_unit.clone(), m.event_time)
 }
 
@@ -266,7 +254,7 @@ fn check_one(
     new_rows: &[NewRow],
     touched: &mut Touched,
     histories: &mut HashMap<String, Vec<Mv>>,
-    same_nature: &HashMap<NatureKey, String>,
+    same_nature: &HashMap<(String, String, String, i64), String>,
 ) -> AppResult<(Mv, Effect)> {
     match identities.get(&m.ipp) {
         None => {
@@ -416,24 +404,6 @@ impl PublishTx for AnyConnection {
         Ok(out)
     }
 
-    async fn same_nature(
-        &mut self,
-        est: &str,
-        ipps: &[String],
-        keys: &HashSet<NatureKey>,
-    ) -> AppResult<HashMap<NatureKey, String>> {
-        // The patients' movements in the batch's time span, in a few IN-list queries
-        // (one per key would be a round trip each).
-        let times = keys.iter().map(|k| k.3);
-        let span = (times.clone().min().unwrap_or(0), times.max().unwrap_or(0));
-        Ok(self
-            .movements(est, Key::Ipp, ipps, Some(span))
-            .await?
-            .into_iter()
-            .map(|s| (nature_key(&s.ipp, &s.mv), s.mv.event_id))
-            .collect())
-    }
-
     async fn identity_status(&mut self, est: &str, ipps: &[String]) -> AppResult<HashMap<String, Option<String>>> {
         pairs(self, IDENTITY_STATUS_SQL, est, ipps).await
     }
@@ -549,31 +519,6 @@ impl PublishTx for Direct<'_> {
                 out.push(mv_from_row(r, 0)?);
             }
             out[first..].sort_unstable_by_key(|s: &StoredMv| s.mv.position);
-        }
-        Ok(out)
-    }
-
-    async fn same_nature(
-        &mut self,
-        est: &str,
-        _ipps: &[String],
-        keys: &HashSet<NatureKey>,
-    ) -> AppResult<HashMap<NatureKey, String>> {
-        // One probe of the same-nature index per key: a read of the patients'
-        // movements, even over the batch's time span only, scanned each patient's whole
-        // history in that index (its event time comes after trigger and unit), and a
-        // patient of hundreds of movements cost tens of microseconds per batch.
-        let sql = format!(
-            "SELECT event_id FROM movement WHERE establishment_id = $1 AND ipp = $2 AND trigger_code = $3 \
-             AND medical_unit = $4 AND event_time = $5 AND {SAME_NATURE}"
-        );
-        let mut stmt = self.0.prepare_cached(&sql)?;
-        let mut out = HashMap::new();
-        for k in keys {
-            let mut rows = stmt.query(rusqlite::params![est, k.0, k.1, k.2, k.3])?;
-            if let Some(r) = rows.next()? {
-                out.insert(k.clone(), r.get::<_, String>(0)?);
-            }
         }
         Ok(out)
     }
