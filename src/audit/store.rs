@@ -5,6 +5,7 @@ use sqlx::Row;
 use super::{record_hash, AuditEntry, AuditRecord};
 use crate::{
     db::{Arg, Db, Reader, Tx},
+    identity::store::placeholders,
     time::now_micros,
     AppResult,
 };
@@ -51,21 +52,21 @@ pub async fn append_batch(db: &Db, entries: &[&AuditEntry]) -> AppResult<i64> {
             // many round trips, one after the other, while every nominative read of the
             // batch waited for the commit (GetIdentity p50 9-20 ms in the load mix).
             for chunk in chained.chunks(crate::db::rows_per_statement(tx, AUDIT_COLS)) {
-                let sql = format!("{INSERT_HEAD} VALUES {}", values(chunk.len(), AUDIT_COLS));
+                let sql = format!("{INSERT_HEAD} VALUES {}", placeholders(chunk.len(), AUDIT_COLS));
                 let args: Vec<Arg> = chunk.iter().flat_map(Chained::args).collect();
                 tx.exec(&sql, &args).await?;
             }
             let targets: Vec<(&str, i64)> =
                 chained.iter().flat_map(|c| targets(c.entry).into_iter().map(move |t| (t, c.seq))).collect();
             for chunk in targets.chunks(crate::db::rows_per_statement(tx, 2)) {
-                let sql = format!("{TARGET_HEAD} VALUES {}", values(chunk.len(), 2));
+                let sql = format!("{TARGET_HEAD} VALUES {}", placeholders(chunk.len(), 2));
                 let args: Vec<Arg> = chunk.iter().flat_map(|(t, seq)| [Arg::from(*t), Arg::from(*seq)]).collect();
                 tx.exec(&sql, &args).await?;
             }
         } else {
             // SQLite, in-process: one prepared statement per row is the cheapest.
-            let insert = format!("{INSERT_HEAD} VALUES {}", values(1, AUDIT_COLS));
-            let target = format!("{TARGET_HEAD} VALUES {}", values(1, 2));
+            let insert = format!("{INSERT_HEAD} VALUES {}", placeholders(1, AUDIT_COLS));
+            let target = format!("{TARGET_HEAD} VALUES {}", placeholders(1, 2));
             for c in &chained {
                 tx.exec(&insert, &c.args()).await?;
                 for t in targets(c.entry) {
@@ -110,14 +111,6 @@ impl Chained<'_> {
             (&self.hash).into(),
         ]
     }
-}
-
-/// `($1,…,$cols),($cols+1,…)` for `rows` rows.
-fn values(rows: usize, cols: usize) -> String {
-    (0..rows)
-        .map(|r| format!("({})", crate::identity::store::in_list(r * cols + 1, cols)))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 const COLUMNS: &str = "a.seq, a.at, a.subject, a.role, a.ght_id, a.establishment_id, a.rpc, a.data_class, a.action, \

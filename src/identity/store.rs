@@ -135,7 +135,8 @@ fn from_row(r: &(impl Cols + ?Sized)) -> AppResult<IdentityRow> {
     })
 }
 
-fn placeholders(rows: usize, cols: usize) -> String {
+/// `($1,…,$cols),($cols+1,…)` for a multi-row `VALUES` of `rows` rows.
+pub fn placeholders(rows: usize, cols: usize) -> String {
     (0..rows)
         .map(|r| format!("({})", (1..=cols).map(|c| format!("${}", r * cols + c)).collect::<Vec<_>>().join(",")))
         .collect::<Vec<_>>()
