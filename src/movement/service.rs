@@ -38,6 +38,16 @@ pub const MAX_BATCH_POSTGRES: usize = 1024;
 pub const SUBSCRIBER_BUFFER: usize = 64;
 /// Rows read per feed query.
 const FEED_PAGE: i64 = 500;
+/// A following subscriber woken by a commit waits this long before reading, so that
+/// the commits of several publishers make one page. Paced load mix (4 streams of 500
+/// events/s): without it, a page (a read and an audit record) every 2.6 movements.
+const FEED_LINGER: Duration = Duration::from_millis(10);
+/// A publishing stream whose batch holds fewer movements than this waits up to
+/// [`PUBLISH_LINGER`] for more before committing it. A stream at 500 events/s
+/// committed every 2.2 movements (the paced load mix): as many transactions and
+/// audited authorizations as batches, for an ack a few milliseconds sooner.
+const LINGER_BELOW: usize = 64;
+const PUBLISH_LINGER: Duration = Duration::from_millis(10);
 /// A following subscriber re-reads the database at least this often.
 const POLL: Duration = Duration::from_millis(500);
 /// A long subscription re-checks the caller's rights this often (designations end).
@@ -224,6 +234,22 @@ impl MovementService {
                 match events.try_recv() {
                     Ok(x) => items.push(x),
                     Err(_) => break,
+                }
+            }
+            // A trickle (a few events per commit) lingers for more: each batch costs a
+            // transaction and an audit record whatever its size.
+            if items.len() < LINGER_BELOW {
+                let until = tokio::time::Instant::now() + PUBLISH_LINGER;
+                while items.len() < max_batch && !matches!(items.last(), Some(Err(_))) {
+                    tokio::select! {
+                        biased;
+                        _ = stopping.changed() => break,
+                        e = tokio::time::timeout_at(until, events.recv()) => match e {
+                            Ok(Some(x)) => items.push(x),
+                            // The stream ended, or the linger is over.
+                            Ok(None) | Err(_) => break,
+                        },
+                    }
                 }
             }
             let mut broken = false;
@@ -420,7 +446,15 @@ impl Feed {
                     return Ok(());
                 }
                 tokio::select! {
-                    _ = wake.changed() => {}
+                    _ = wake.changed() => {
+                        // Commits close together make one page (one read, one audit
+                        // record) rather than one each.
+                        tokio::select! {
+                            _ = tokio::time::sleep(FEED_LINGER) => {}
+                            _ = stopping.changed() => {}
+                            _ = tx.closed() => return Ok(()),
+                        }
+                    }
                     _ = tokio::time::sleep(POLL) => {}
                     _ = stopping.changed() => {}
                     _ = tx.closed() => return Ok(()),
