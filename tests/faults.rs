@@ -252,8 +252,13 @@ mod child_hub {
 
     impl ChildHub {
         pub async fn start(dir: PathBuf, port: u16) -> ChildHub {
+            ChildHub::start_with_grace(dir, port, 0).await
+        }
+
+        /// With `grace` seconds for open calls to finish after SIGTERM.
+        pub async fn start_with_grace(dir: PathBuf, port: u16, grace: u64) -> ChildHub {
             let child = std::process::Command::new(env!("CARGO_BIN_EXE_ghthub"))
-                .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--shutdown-grace-secs", "0"])
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--shutdown-grace-secs", &grace.to_string()])
                 .arg("--data-dir")
                 .arg(dir.join("data"))
                 .arg("--database-url")
@@ -518,4 +523,39 @@ async fn slow_subscriber_does_not_grow_hub_memory_and_misses_nothing() {
         got += 1;
         assert_eq!(m.cursor, got);
     }
+}
+
+/// SIGTERM while a publishing stream is open and idle (its movement acknowledged, the
+/// client sending nothing more): the hub keeps serving through the grace period (so a
+/// load balancer can take it out of rotation), then ends the stream with UNAVAILABLE
+/// (resend what was not acknowledged) instead of waiting for a client that may never
+/// send again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_an_idle_publishing_stream_after_the_grace_period() {
+    use child_hub::*;
+    let dir = tempfile::tempdir().unwrap();
+    let hub = ChildHub::start_with_grace(dir.path().to_path_buf(), free_port(), 1).await;
+    hub.seed().await;
+    let dr = hub.client(Role::Practitioner, "dr", Some(E)).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(proto::PublishMovementsRequest { movement: Some(movement(0)) }).await.unwrap();
+    let mut acks =
+        dr.movements().publish_movements(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let first = acks.message().await.unwrap().expect("an ack");
+    assert_eq!(first.status, proto::MovementAckStatus::Accepted as i32, "{first:?}");
+
+    let st = std::process::Command::new("kill").args(["-TERM", &hub.child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+    let sigterm = std::time::Instant::now();
+    let end = match tokio::time::timeout(Duration::from_secs(15), acks.message()).await {
+        Ok(Ok(m)) => panic!("expected the stream to end with a status, got {m:?}"),
+        Ok(Err(s)) => s,
+        Err(_) => panic!("the publishing stream is still open 15 s after SIGTERM"),
+    };
+    assert_eq!(end.code(), Code::Unavailable, "{end:?}");
+    let after = sigterm.elapsed();
+    assert!(after >= Duration::from_millis(900), "ended during the grace period, after {after:?}");
+    assert!(after < Duration::from_secs(8), "ended {after:?} after SIGTERM");
+    // The client kept its side open all along.
+    drop(tx);
 }

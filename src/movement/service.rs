@@ -216,14 +216,19 @@ impl MovementService {
         let mut stopping = self.stopping.clone();
         let max_batch = if self.db.is_postgres() { MAX_BATCH_POSTGRES } else { MAX_BATCH_SQLITE };
         loop {
-            // Between batches only: a batch taken is prepared and committed.
-            let first = tokio::select! {
-                biased;
-                _ = stopping.changed() => None,
-                e = events.recv() => match e {
-                    Some(e) => Some(e),
-                    None => return,
-                },
+            // Between batches only: a batch taken is prepared and committed. The flag is
+            // read first: a linger below may have seen it change already.
+            let first = if *stopping.borrow() {
+                None
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = stopping.changed() => None,
+                    e = events.recv() => match e {
+                        Some(e) => Some(e),
+                        None => return,
+                    },
+                }
             };
             let Some(first) = first.filter(|_| !*stopping.borrow()) else {
                 let _ = prepared.send(Step::Stop).await;
