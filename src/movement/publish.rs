@@ -43,6 +43,10 @@ const PROVISIONAL: i64 = i64::MAX / 2;
 /// Encounters the batch changes: (establishment, encounter) → (ipp, history).
 type Touched = HashMap<(String, String), (String, Vec<Mv>)>;
 
+/// What two movements of the same nature share (IHE PAM): patient, trigger event,
+/// medical unit, event time.
+type NatureKey = (String, String, String, i64);
+
 /// The column a movement lookup selects on.
 #[derive(Clone, Copy)]
 enum Key {
@@ -156,7 +160,7 @@ async fn publish_in(
         // a patient's whole history would make every batch slower as the history grows.
         let times = slots.iter().map(|&i| batch[i].event_time);
         let span = (times.clone().min().unwrap_or(0), times.max().unwrap_or(0));
-        let mut same_nature: HashMap<(String, String, String, i64), String> = HashMap::new();
+        let mut same_nature: HashMap<NatureKey, String> = HashMap::new();
         for s in tx.movements(est, Key::Ipp, &ipps, Some(span)).await? {
             same_nature.insert(nature_key(&s.ipp, &s.mv), s.mv.event_id.clone());
         }
@@ -238,7 +242,7 @@ fn reused(m: &MovementInput) -> AppError {
     ))
 }
 
-fn nature_key(ipp: &str, m: &Mv) -> (String, String, String, i64) {
+fn nature_key(ipp: &str, m: &Mv) -> NatureKey {
     (ipp.to_string(), m.trigger.code().to_string(), m.medical_unit.clone(), m.event_time)
 }
 
@@ -254,7 +258,7 @@ fn check_one(
     new_rows: &[NewRow],
     touched: &mut Touched,
     histories: &mut HashMap<String, Vec<Mv>>,
-    same_nature: &HashMap<(String, String, String, i64), String>,
+    same_nature: &HashMap<NatureKey, String>,
 ) -> AppResult<(Mv, Effect)> {
     match identities.get(&m.ipp) {
         None => {
