@@ -27,6 +27,7 @@ pub fn register(router: HubRouter, hub: &Hub) -> HubRouter {
         db: hub.db.clone(),
         guard: hub.guard.clone(),
         bus: bus::Bus::new(postgres),
+        encounters: Default::default(),
         stopping: hub.stopping.clone(),
     };
     router.add_service(MovementsServer::new(svc).max_decoding_message_size(m).max_encoding_message_size(m))

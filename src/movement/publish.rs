@@ -6,7 +6,10 @@
 //! direct blocking connection in one task (see [`crate::db::SqliteDirect`]), where
 //! sqlx's per-statement thread hand-offs cost more than the statements.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::LazyLock,
+};
 
 use sqlx::{AnyConnection, Row};
 
@@ -47,12 +50,97 @@ type Touched = HashMap<(String, String), (String, Vec<Mv>)>;
 /// medical unit, event time.
 type NatureKey = (String, String, String, i64);
 
+/// Most encounters one generation of the [`EncounterCache`] holds (it keeps two).
+/// An encounter is ~2 KiB of history: at most ~16 MiB. The ingest benchmark keeps
+/// ~1,500 encounters open at a time, a 1,000-bed hospital about as many.
+const CACHED_ENCOUNTERS: usize = 4096;
+
+/// The encounters of recent batches as committed: their patient (IPP) and history,
+/// in position order, exactly as [`PublishTx::movements`] would read them back.
+///
+/// An encounter's next movement then finds its history here instead of reading it:
+/// those rows were written batches ago, each on a page of its own, and reading them
+/// was the largest of a batch's look-ups (single-stream ingest benchmark).
+///
+/// Valid only for the database state it has seen. It remembers the movement head
+/// (position counter) after the last commit it was told of; a batch that finds
+/// another head (another replica on PostgreSQL, a commit whose outcome was lost)
+/// empties it before use. Publication is the only writer of movements and
+/// encounters, and every publication that changes them advances the head.
+/// Bounded: two generations; an encounter left unused for two is read again.
+#[derive(Default)]
+pub struct EncounterCache(std::sync::Mutex<Generations>);
+
+#[derive(Default)]
+struct Generations {
+    head: i64,
+    current: HashMap<(String, String), Cached>,
+    previous: HashMap<(String, String), Cached>,
+}
+
+/// An encounter as committed: its patient (IPP) and its history.
+type Cached = (String, Vec<Mv>);
+
+/// What a batch read or wrote of its encounters, for the cache once it has committed:
+/// the head it started from and the head it left.
+struct Kept {
+    from: i64,
+    to: i64,
+    encounters: Vec<((String, String), Cached)>,
+}
+
+impl EncounterCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
+        // A panic while it was held may have left it half-updated: start it over.
+        self.0.lock().unwrap_or_else(|poisoned| {
+            let mut g = poisoned.into_inner();
+            *g = Generations::default();
+            self.0.clear_poison();
+            g
+        })
+    }
+
+    /// Takes out the cached encounters of `est` among `ids` (the batch gives back what
+    /// it keeps after its commit). Empties the cache first when the database's head
+    /// is not the one it last saw.
+    fn take(&self, head: i64, est: &str, ids: &[String]) -> HashMap<String, Cached> {
+        let mut g = self.lock();
+        if g.head != head {
+            *g = Generations { head, ..Default::default() };
+        }
+        let mut out = HashMap::new();
+        for id in ids {
+            let key = (est.to_string(), id.clone());
+            if let Some(c) = g.current.remove(&key).or_else(|| g.previous.remove(&key)) {
+                out.insert(id.clone(), c);
+            }
+        }
+        out
+    }
+
+    /// After a commit: the batch's encounters as they now are. Dropped when another
+    /// batch has used the cache since this one took from it (PostgreSQL publishers
+    /// of one replica overlap between their commit and this call).
+    fn keep(&self, kept: Kept) {
+        let mut g = self.lock();
+        if g.head != kept.from {
+            return;
+        }
+        g.head = kept.to;
+        for (key, c) in kept.encounters {
+            if g.current.len() >= CACHED_ENCOUNTERS {
+                g.previous = std::mem::take(&mut g.current);
+            }
+            g.current.insert(key, c);
+        }
+    }
+}
+
 /// The column a movement lookup selects on.
 #[derive(Clone, Copy)]
 enum Key {
     EventId,
     EncounterId,
-    Ipp,
 }
 
 impl Key {
@@ -60,22 +148,21 @@ impl Key {
         match self {
             Key::EventId => "event_id",
             Key::EncounterId => "encounter_id",
-            Key::Ipp => "ipp",
         }
     }
 }
 
 /// The reads and writes of a publication, inside its transaction.
 trait PublishTx {
-    /// Movements of `est` whose `key` is one of `values`, in position order per value;
-    /// with `span`, only the active same-nature ones whose event time is in it.
-    async fn movements(
-        &mut self,
-        est: &str,
-        key: Key,
-        values: &[String],
-        span: Option<(i64, i64)>,
-    ) -> AppResult<Vec<StoredMv>>;
+    /// The movement head (last position committed). On PostgreSQL it also takes the
+    /// head's row lock, which serialises publishers across replicas from the start:
+    /// their checks see every committed movement, and positions follow commit order.
+    async fn head(&mut self) -> AppResult<i64>;
+    /// Movements of `est` whose `key` is one of `values`, in position order per value.
+    async fn movements(&mut self, est: &str, key: Key, values: &[String]) -> AppResult<Vec<StoredMv>>;
+    /// The active movements of `est` (subject to the same-nature rule) that have one
+    /// of these natures: nature → event id.
+    async fn same_nature(&mut self, est: &str, keys: &[NatureKey]) -> AppResult<HashMap<NatureKey, String>>;
     /// For each IPP: absent (not published), or published with the IPP it was merged
     /// into, if any.
     async fn identity_status(&mut self, est: &str, ipps: &[String]) -> AppResult<HashMap<String, Option<String>>>;
@@ -89,32 +176,41 @@ trait PublishTx {
 /// Commits a batch of validated movements in one transaction and returns each one's
 /// outcome (in the order given). An invalid movement is rejected alone; a database
 /// failure fails the whole batch (nothing committed).
-pub async fn publish_batch(db: &Db, batch: &[MovementInput], author: &str, now: i64) -> AppResult<Vec<Outcome>> {
+pub async fn publish_batch(
+    db: &Db,
+    cache: &std::sync::Arc<EncounterCache>,
+    batch: &[MovementInput],
+    author: &str,
+    now: i64,
+) -> AppResult<Vec<Outcome>> {
     let _turn = db.bulk_write_turn().await;
-    if let Some(direct) = &db.direct {
-        let (batch, author) = (batch.to_vec(), author.to_string());
-        return direct.write(move |tx| crate::db::ready(publish_in(&mut Direct(tx), &batch, &author, now))).await;
-    }
-    let mut tx = db.write.begin().await?;
-    // Serialises publishers across replicas from the start: their checks see every
-    // committed movement, and positions follow commit order.
-    sqlx::query("SELECT position FROM movement_head WHERE id = 1 FOR UPDATE").execute(&mut *tx).await?;
-    let outcomes = publish_in(&mut *tx, batch, author, now).await?;
-    if outcomes.iter().any(|o| matches!(o, Outcome::Accepted(_))) {
-        // Delivered at commit: wakes the subscribers of every replica.
-        sqlx::query("SELECT pg_notify('ghthub_movements', '')").execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
+    let (outcomes, kept) = if let Some(direct) = &db.direct {
+        let (batch, author, cache) = (batch.to_vec(), author.to_string(), cache.clone());
+        direct.write(move |tx| crate::db::ready(publish_in(&mut Direct(tx), &cache, &batch, &author, now))).await?
+    } else {
+        let mut tx = db.write.begin().await?;
+        let (outcomes, kept) = publish_in(&mut *tx, cache, batch, author, now).await?;
+        if outcomes.iter().any(|o| matches!(o, Outcome::Accepted(_))) {
+            // Delivered at commit: wakes the subscribers of every replica.
+            sqlx::query("SELECT pg_notify('ghthub_movements', '')").execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        (outcomes, kept)
+    };
+    cache.keep(kept);
     Ok(outcomes)
 }
 
 /// The checks and writes of a batch, inside the caller's transaction.
 async fn publish_in(
     tx: &mut impl PublishTx,
+    cache: &EncounterCache,
     batch: &[MovementInput],
     author: &str,
     now: i64,
-) -> AppResult<Vec<Outcome>> {
+) -> AppResult<(Vec<Outcome>, Kept)> {
+    let head = tx.head().await?;
+    let mut kept = Kept { from: head, to: head, encounters: vec![] };
     let mut outcomes: Vec<Option<Outcome>> = (0..batch.len()).map(|_| None).collect();
     let mut new_rows: Vec<NewRow> = vec![];
     let mut cancels: Vec<(String, String, String)> = vec![];
@@ -137,12 +233,8 @@ async fn publish_in(
         };
         let mut wanted = distinct(&|m| Some(m.event_id.clone()));
         wanted.extend(distinct(&|m| m.target_event_id.clone()));
-        let known: HashMap<String, StoredMv> = tx
-            .movements(est, Key::EventId, &wanted, None)
-            .await?
-            .into_iter()
-            .map(|s| (s.mv.event_id.clone(), s))
-            .collect();
+        let known: HashMap<String, StoredMv> =
+            tx.movements(est, Key::EventId, &wanted).await?.into_iter().map(|s| (s.mv.event_id.clone(), s)).collect();
         let ipps = distinct(&|m| Some(m.ipp.clone()));
         let identities = tx.identity_status(est, &ipps).await?;
         let encounter_ids = distinct(&|m| Some(m.encounter_id.clone()));
@@ -151,19 +243,30 @@ async fn publish_in(
         // writer of movements and encounters, it stores an encounter only with an
         // accepted movement, and it accepts only the owner's movements.
         let mut owners: HashMap<String, String> = HashMap::new();
-        for s in tx.movements(est, Key::EncounterId, &encounter_ids, None).await? {
+        let cached = cache.take(head, est, &encounter_ids);
+        let unknown: Vec<String> = encounter_ids.iter().filter(|e| !cached.contains_key(*e)).cloned().collect();
+        if cfg!(debug_assertions) {
+            same_as_stored(tx, est, &cached).await?;
+        }
+        for (enc, (ipp, history)) in cached {
+            owners.insert(enc.clone(), ipp);
+            histories.insert(enc, history);
+        }
+        for s in tx.movements(est, Key::EncounterId, &unknown).await? {
             owners.entry(s.encounter_id.clone()).or_insert_with(|| s.ipp.clone());
             histories.entry(s.encounter_id.clone()).or_default().push(s.mv);
         }
-        // Active movements of these patients at these times (IHE PAM same-nature rule).
-        // The rule compares exact event times, so only the batch's time span is read:
-        // a patient's whole history would make every batch slower as the history grows.
-        let times = slots.iter().map(|&i| batch[i].event_time);
-        let span = (times.clone().min().unwrap_or(0), times.max().unwrap_or(0));
-        let mut same_nature: HashMap<NatureKey, String> = HashMap::new();
-        for s in tx.movements(est, Key::Ipp, &ipps, Some(span)).await? {
-            same_nature.insert(nature_key(&s.ipp, &s.mv), s.mv.event_id.clone());
-        }
+        // Active movements of the batch's natures (IHE PAM same-nature rule: patient,
+        // trigger, unit and exact event time), each found by one probe of the rule's
+        // index, which is ordered by time first.
+        let natures: HashSet<NatureKey> = slots
+            .iter()
+            .map(|&i| {
+                let m = &batch[i];
+                (m.ipp.clone(), m.trigger.code().to_string(), m.medical_unit.clone(), m.event_time)
+            })
+            .collect();
+        let mut same_nature = tx.same_nature(est, &natures.into_iter().collect::<Vec<_>>()).await?;
 
         for slot in slots {
             let m = &batch[slot];
@@ -208,6 +311,12 @@ async fn publish_in(
                 }
             }
         }
+        // The encounters read and left unchanged go back to the cache as they were.
+        for (enc, history) in histories {
+            if let Some(ipp) = owners.remove(&enc) {
+                kept.encounters.push(((est.to_string(), enc), (ipp, history)));
+            }
+        }
     }
 
     if !new_rows.is_empty() {
@@ -227,11 +336,35 @@ async fn publish_in(
             tx.cancel(est, target, by).await?;
         }
         tx.upsert_encounters(&touched, now).await?;
+        kept.to = first + n - 1;
+        kept.encounters.extend(touched);
     }
     for (slot, k) in pending_dups {
         outcomes[slot] = Some(Outcome::Duplicate(new_rows[k].position));
     }
-    outcomes.into_iter().map(|o| o.ok_or_else(|| AppError::internal("movement without an outcome"))).collect()
+    let outcomes = outcomes
+        .into_iter()
+        .map(|o| o.ok_or_else(|| AppError::internal("movement without an outcome")))
+        .collect::<AppResult<_>>()?;
+    Ok((outcomes, kept))
+}
+
+/// Debug builds (the test suites) check every cached history against the database.
+async fn same_as_stored(tx: &mut impl PublishTx, est: &str, cached: &HashMap<String, Cached>) -> AppResult<()> {
+    let ids: Vec<String> = cached.keys().cloned().collect();
+    let mut stored: HashMap<String, Cached> = HashMap::new();
+    for s in tx.movements(est, Key::EncounterId, &ids).await? {
+        stored.entry(s.encounter_id.clone()).or_insert_with(|| (s.ipp.clone(), vec![])).1.push(s.mv);
+    }
+    for (id, c) in cached {
+        if stored.get(id) != Some(c) {
+            return Err(AppError::internal(format!(
+                "encounter cache: {est}:{id} differs from the database: {c:?} / {:?}",
+                stored.get(id)
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn reused(m: &MovementInput) -> AppError {
@@ -351,6 +484,18 @@ fn upsert_encounter_sql(values: &str) -> String {
 /// PostgreSQL): the IPP and the IPP it was merged into, if any.
 const IDENTITY_STATUS_SQL: &str = "SELECT ipp, merged_into_ipp FROM local_identity WHERE establishment_id = $1 AND ipp";
 
+/// The active movements of one establishment subject to the same-nature rule
+/// (`… AND <natures>`): nature and event id. The condition repeats the index's, so
+/// the planner can use it.
+static SAME_NATURE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT ipp, trigger_code, medical_unit, event_time, event_id FROM movement \
+         WHERE establishment_id = $1 AND {SAME_NATURE}"
+    )
+});
+/// Natures looked up per statement on PostgreSQL (an OR of as many index probes).
+const NATURES_PER_STATEMENT: usize = 256;
+
 const CANCEL_SQL: &str =
     "UPDATE movement SET cancelled_by = $1 WHERE establishment_id = $2 AND event_id = $3 AND cancelled_by IS NULL";
 const ADVANCE_SQL: &str = "UPDATE movement_head SET position = position + $1 WHERE id = 1 RETURNING position";
@@ -379,21 +524,17 @@ async fn pairs(
 }
 
 impl PublishTx for AnyConnection {
-    async fn movements(
-        &mut self,
-        est: &str,
-        key: Key,
-        values: &[String],
-        span: Option<(i64, i64)>,
-    ) -> AppResult<Vec<StoredMv>> {
-        let extra = match span {
-            Some((from, to)) => format!(" AND {SAME_NATURE} AND event_time >= {from} AND event_time <= {to}"),
-            None => String::new(),
-        };
+    async fn head(&mut self) -> AppResult<i64> {
+        let row =
+            sqlx::query("SELECT position FROM movement_head WHERE id = 1 FOR UPDATE").fetch_one(&mut *self).await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    }
+
+    async fn movements(&mut self, est: &str, key: Key, values: &[String]) -> AppResult<Vec<StoredMv>> {
         let mut out = vec![];
         for chunk in values.chunks(in_chunk(self)) {
             let sql = format!(
-                "SELECT {MV_COLS} FROM movement WHERE establishment_id = $1 AND {} IN ({}){extra} ORDER BY position",
+                "SELECT {MV_COLS} FROM movement WHERE establishment_id = $1 AND {} IN ({}) ORDER BY position",
                 key.column(),
                 in_list(2, chunk.len())
             );
@@ -403,6 +544,34 @@ impl PublishTx for AnyConnection {
             }
             for r in q.fetch_all(&mut *self).await? {
                 out.push(mv_from_row(&r, 0)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn same_nature(&mut self, est: &str, keys: &[NatureKey]) -> AppResult<HashMap<NatureKey, String>> {
+        let mut out = HashMap::new();
+        for chunk in keys.chunks(crate::db::rows_per_statement(self, 4).min(NATURES_PER_STATEMENT)) {
+            let natures = (0..chunk.len())
+                .map(|k| {
+                    let p = 2 + 4 * k;
+                    format!(
+                        "(event_time = ${p} AND ipp = ${} AND trigger_code = ${} AND medical_unit = ${})",
+                        p + 1,
+                        p + 2,
+                        p + 3
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            let sql = format!("{} AND ({natures})", *SAME_NATURE_SQL);
+            let mut q = sqlx::query(&sql).bind(est);
+            for (ipp, trigger, unit, at) in chunk {
+                q = q.bind(*at).bind(ipp).bind(trigger).bind(unit);
+            }
+            for r in q.fetch_all(&mut *self).await? {
+                let nature = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+                out.insert(nature, r.try_get::<String, _>(4)?);
             }
         }
         Ok(out)
@@ -491,38 +660,46 @@ impl PublishTx for AnyConnection {
 
 // ------------------------------------------------------------------ direct SQLite
 
+/// One nature's probe on SQLite.
+static SAME_NATURE_ONE: LazyLock<String> = LazyLock::new(|| {
+    format!("{} AND event_time = $2 AND ipp = $3 AND trigger_code = $4 AND medical_unit = $5", *SAME_NATURE_SQL)
+});
+
 // On the direct SQLite transaction ([`Direct`]): one row per statement, each statement
 // prepared once per connection; the whole publication runs in one blocking task.
 
 impl PublishTx for Direct<'_> {
-    async fn movements(
-        &mut self,
-        est: &str,
-        key: Key,
-        values: &[String],
-        span: Option<(i64, i64)>,
-    ) -> AppResult<Vec<StoredMv>> {
-        let extra = match span {
-            Some(_) => format!(" AND {SAME_NATURE} AND event_time >= $3 AND event_time <= $4"),
-            None => String::new(),
-        };
+    async fn head(&mut self) -> AppResult<i64> {
+        Ok(self.0.prepare_cached("SELECT position FROM movement_head WHERE id = 1")?.query_row([], |r| r.get(0))?)
+    }
+
+    async fn movements(&mut self, est: &str, key: Key, values: &[String]) -> AppResult<Vec<StoredMv>> {
         // No ORDER BY: the indexes give the rows of one value in another order, and
         // SQLite would build a temporary B-tree for each look-up (hundreds per batch);
         // the few rows of one value are sorted here instead.
-        let sql =
-            format!("SELECT {MV_COLS} FROM movement WHERE establishment_id = $1 AND {} = $2{extra}", key.column());
+        let sql = format!("SELECT {MV_COLS} FROM movement WHERE establishment_id = $1 AND {} = $2", key.column());
         let mut stmt = self.0.prepare_cached(&sql)?;
         let mut out = vec![];
         for v in values {
-            let mut rows = match span {
-                Some((from, to)) => stmt.query(rusqlite::params![est, v, from, to])?,
-                None => stmt.query(rusqlite::params![est, v])?,
-            };
+            let mut rows = stmt.query(rusqlite::params![est, v])?;
             let first = out.len();
             while let Some(r) = rows.next()? {
                 out.push(mv_from_row(r, 0)?);
             }
             out[first..].sort_unstable_by_key(|s: &StoredMv| s.mv.position);
+        }
+        Ok(out)
+    }
+
+    async fn same_nature(&mut self, est: &str, keys: &[NatureKey]) -> AppResult<HashMap<NatureKey, String>> {
+        let mut stmt = self.0.prepare_cached(&SAME_NATURE_ONE)?;
+        let mut out = HashMap::new();
+        for key in keys {
+            let (ipp, trigger, unit, at) = key;
+            let mut rows = stmt.query(rusqlite::params![est, at, ipp, trigger, unit])?;
+            if let Some(r) = rows.next()? {
+                out.insert(key.clone(), r.get::<_, String>(4)?);
+            }
         }
         Ok(out)
     }

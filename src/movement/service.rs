@@ -58,6 +58,8 @@ pub struct MovementService {
     pub db: Db,
     pub guard: Guard,
     pub bus: Bus,
+    /// The histories of recently published encounters (see [`publish::EncounterCache`]).
+    pub encounters: std::sync::Arc<publish::EncounterCache>,
     /// True once the hub drains: streams end so the drain completes.
     pub stopping: watch::Receiver<bool>,
 }
@@ -165,7 +167,7 @@ impl MovementService {
     async fn commit_batch(&self, ctx: &CallCtx, p: Prepared) -> Vec<proto::MovementAck> {
         let Prepared { now, mut acks, slots, inputs } = p;
         if !inputs.is_empty() {
-            match publish::publish_batch(&self.db, &inputs, &ctx.principal.subject, now).await {
+            match publish::publish_batch(&self.db, &self.encounters, &inputs, &ctx.principal.subject, now).await {
                 Ok(outcomes) => {
                     let mut accepted = false;
                     for ((slot, v), o) in slots.iter().zip(&inputs).zip(outcomes) {
