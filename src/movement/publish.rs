@@ -493,8 +493,6 @@ static SAME_NATURE_SQL: LazyLock<String> = LazyLock::new(|| {
          WHERE establishment_id = $1 AND {SAME_NATURE}"
     )
 });
-/// Natures looked up per statement on PostgreSQL (an OR of as many index probes).
-const NATURES_PER_STATEMENT: usize = 256;
 
 const CANCEL_SQL: &str =
     "UPDATE movement SET cancelled_by = $1 WHERE establishment_id = $2 AND event_id = $3 AND cancelled_by IS NULL";
@@ -550,24 +548,25 @@ impl PublishTx for AnyConnection {
     }
 
     async fn same_nature(&mut self, est: &str, keys: &[NatureKey]) -> AppResult<HashMap<NatureKey, String>> {
+        // By patient over the batch's time span (one statement per IN list, where
+        // SQLite probes each nature): a range of the index, ordered by time. Written as
+        // an OR of the natures, the planner took their common terms as the index
+        // condition and read every movement of the establishment (ingest fell to
+        // ~1,100 events/s and kept falling as the table grew); as a UNION ALL of
+        // probes, the round trips and plans cost more than the old look-up by patient.
         let mut out = HashMap::new();
-        for chunk in keys.chunks(crate::db::rows_per_statement(self, 4).min(NATURES_PER_STATEMENT)) {
-            let natures = (0..chunk.len())
-                .map(|k| {
-                    let p = 2 + 4 * k;
-                    format!(
-                        "(event_time = ${p} AND ipp = ${} AND trigger_code = ${} AND medical_unit = ${})",
-                        p + 1,
-                        p + 2,
-                        p + 3
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" OR ");
-            let sql = format!("{} AND ({natures})", *SAME_NATURE_SQL);
-            let mut q = sqlx::query(&sql).bind(est);
-            for (ipp, trigger, unit, at) in chunk {
-                q = q.bind(*at).bind(ipp).bind(trigger).bind(unit);
+        let ipps: Vec<&String> = keys.iter().map(|k| &k.0).collect::<HashSet<_>>().into_iter().collect();
+        let from = keys.iter().map(|k| k.3).min().unwrap_or(0);
+        let to = keys.iter().map(|k| k.3).max().unwrap_or(0);
+        for chunk in ipps.chunks(in_chunk(self)) {
+            let sql = format!(
+                "{} AND event_time >= $2 AND event_time <= $3 AND ipp IN ({})",
+                *SAME_NATURE_SQL,
+                in_list(4, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(est).bind(from).bind(to);
+            for ipp in chunk {
+                q = q.bind(*ipp);
             }
             for r in q.fetch_all(&mut *self).await? {
                 let nature = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
