@@ -43,8 +43,11 @@ struct NewRow {
 /// Positions of this batch before allocation: far above any real position.
 const PROVISIONAL: i64 = i64::MAX / 2;
 
+/// An encounter: its patient (IPP) and its history, in position order.
+type Cached = (String, Vec<Mv>);
+
 /// Encounters the batch changes: (establishment, encounter) → (ipp, history).
-type Touched = HashMap<(String, String), (String, Vec<Mv>)>;
+type Touched = HashMap<(String, String), Cached>;
 
 /// What two movements of the same nature share (IHE PAM): patient, trigger event,
 /// medical unit, event time.
@@ -77,9 +80,6 @@ struct Generations {
     current: HashMap<(String, String), Cached>,
     previous: HashMap<(String, String), Cached>,
 }
-
-/// An encounter as committed: its patient (IPP) and its history.
-type Cached = (String, Vec<Mv>);
 
 /// What a batch read or wrote of its encounters, for the cache once it has committed:
 /// the head it started from and the head it left.
