@@ -34,9 +34,9 @@ pub enum Outcome {
 }
 
 /// A movement accepted in this batch, before its position is known.
-struct NewRow {
+struct NewRow<'a> {
     slot: usize,
-    input: MovementInput,
+    input: &'a MovementInput,
     position: i64,
 }
 
@@ -168,9 +168,12 @@ trait PublishTx {
     async fn identity_status(&mut self, est: &str, ipps: &[String]) -> AppResult<HashMap<String, Option<String>>>;
     /// Advances the position counter by `n`; returns the new head.
     async fn advance_head(&mut self, n: i64) -> AppResult<i64>;
-    async fn insert_movements(&mut self, rows: &[NewRow], author: &str, now: i64) -> AppResult<()>;
+    async fn insert_movements(&mut self, rows: &[NewRow<'_>], author: &str, now: i64) -> AppResult<()>;
     async fn cancel(&mut self, est: &str, target: &str, by: &str) -> AppResult<()>;
-    async fn upsert_encounters(&mut self, touched: &Touched, now: i64) -> AppResult<()>;
+    /// Stores the state of the batch's encounters. Those with a movement before
+    /// position `first` (this batch's first) have a row: every stored movement's
+    /// encounter has one.
+    async fn upsert_encounters(&mut self, touched: &Touched, first: i64, now: i64) -> AppResult<()>;
 }
 
 /// Commits a batch of validated movements in one transaction and returns each one's
@@ -179,17 +182,17 @@ trait PublishTx {
 pub async fn publish_batch(
     db: &Db,
     cache: &std::sync::Arc<EncounterCache>,
-    batch: &[MovementInput],
+    batch: std::sync::Arc<[MovementInput]>,
     author: &str,
     now: i64,
 ) -> AppResult<Vec<Outcome>> {
     let _turn = db.bulk_write_turn().await;
     let (outcomes, kept) = if let Some(direct) = &db.direct {
-        let (batch, author, cache) = (batch.to_vec(), author.to_string(), cache.clone());
+        let (author, cache) = (author.to_string(), cache.clone());
         direct.write(move |tx| crate::db::ready(publish_in(&mut Direct(tx), &cache, &batch, &author, now))).await?
     } else {
         let mut tx = db.write.begin().await?;
-        let (outcomes, kept) = publish_in(&mut *tx, cache, batch, author, now).await?;
+        let (outcomes, kept) = publish_in(&mut *tx, cache, &batch, author, now).await?;
         if outcomes.iter().any(|o| matches!(o, Outcome::Accepted(_))) {
             // Delivered at commit: wakes the subscribers of every replica.
             sqlx::query("SELECT pg_notify('ghthub_movements', '')").execute(&mut *tx).await?;
@@ -307,7 +310,7 @@ async fn publish_in(
                     history.push(mv);
                     owners.insert(m.encounter_id.clone(), m.ipp.clone());
                     in_batch.insert(key, new_rows.len());
-                    new_rows.push(NewRow { slot, input: m.clone(), position: 0 });
+                    new_rows.push(NewRow { slot, input: m, position: 0 });
                 }
             }
         }
@@ -335,7 +338,7 @@ async fn publish_in(
         for (est, target, by) in &cancels {
             tx.cancel(est, target, by).await?;
         }
-        tx.upsert_encounters(&touched, now).await?;
+        tx.upsert_encounters(&touched, first, now).await?;
         kept.to = first + n - 1;
         kept.encounters.extend(touched);
     }
@@ -388,7 +391,7 @@ fn check_one(
     identities: &HashMap<String, Option<String>>,
     owners: &HashMap<String, String>,
     known: &HashMap<String, StoredMv>,
-    new_rows: &[NewRow],
+    new_rows: &[NewRow<'_>],
     touched: &mut Touched,
     histories: &mut HashMap<String, Vec<Mv>>,
     same_nature: &HashMap<NatureKey, String>,
@@ -479,6 +482,21 @@ fn upsert_encounter_sql(values: &str) -> String {
         "INSERT INTO encounter ({ENC_COLS}) VALUES {values} ON CONFLICT (establishment_id, encounter_id) DO UPDATE SET {updates}"
     )
 }
+
+/// `UPDATE encounter SET … WHERE <key>` (SQLite), with the parameters of
+/// [`upsert_encounter_sql`] in the same order (`?N`: the patient, `?3`, is bound and
+/// unused). For the encounters known to have a row: the upsert would first try an
+/// insert (a new rowid, every index's key built, the conflict found) before updating.
+static UPDATE_ENCOUNTER_SQL: LazyLock<String> = LazyLock::new(|| {
+    let updates = ENC_COLS
+        .split(", ")
+        .enumerate()
+        .filter(|(_, c)| !matches!(*c, "establishment_id" | "encounter_id" | "ipp"))
+        .map(|(i, c)| format!("{c} = ?{}", i + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("UPDATE encounter SET {updates} WHERE establishment_id = ?1 AND encounter_id = ?2")
+});
 
 /// The look-up of one establishment's identities by IPP (`… AND ipp IN (…)`, on
 /// PostgreSQL): the IPP and the IPP it was merged into, if any.
@@ -585,7 +603,7 @@ impl PublishTx for AnyConnection {
         Ok(row.try_get::<i64, _>(0)?)
     }
 
-    async fn insert_movements(&mut self, rows: &[NewRow], author: &str, now: i64) -> AppResult<()> {
+    async fn insert_movements(&mut self, rows: &[NewRow<'_>], author: &str, now: i64) -> AppResult<()> {
         for chunk in rows.chunks(crate::db::rows_per_statement(self, N_MV_COLS)) {
             let values = (0..chunk.len())
                 .map(|r| format!("({})", in_list(r * N_MV_COLS + 1, N_MV_COLS)))
@@ -624,7 +642,9 @@ impl PublishTx for AnyConnection {
         Ok(())
     }
 
-    async fn upsert_encounters(&mut self, touched: &Touched, now: i64) -> AppResult<()> {
+    async fn upsert_encounters(&mut self, touched: &Touched, _first: i64, now: i64) -> AppResult<()> {
+        // Upserts for all, many rows per statement: on PostgreSQL the round trips cost
+        // more than the conflict checks.
         let all: Vec<_> = touched.iter().collect();
         for chunk in all.chunks(crate::db::rows_per_statement(self, N_ENC_COLS)) {
             let values = (0..chunk.len())
@@ -728,7 +748,7 @@ impl PublishTx for Direct<'_> {
         Ok(self.0.prepare_cached(ADVANCE_SQL)?.query_row([n], |r| r.get(0))?)
     }
 
-    async fn insert_movements(&mut self, rows: &[NewRow], author: &str, now: i64) -> AppResult<()> {
+    async fn insert_movements(&mut self, rows: &[NewRow<'_>], author: &str, now: i64) -> AppResult<()> {
         let mut stmt =
             self.0.prepare_cached(&format!("INSERT INTO movement ({MV_COLS}) VALUES ({})", in_list(1, N_MV_COLS)))?;
         for r in rows {
@@ -761,11 +781,11 @@ impl PublishTx for Direct<'_> {
         Ok(())
     }
 
-    async fn upsert_encounters(&mut self, touched: &Touched, now: i64) -> AppResult<()> {
-        let mut stmt = self.0.prepare_cached(&upsert_encounter_sql(&format!("({})", in_list(1, N_ENC_COLS))))?;
+    async fn upsert_encounters(&mut self, touched: &Touched, first: i64, now: i64) -> AppResult<()> {
+        let upsert_sql = upsert_encounter_sql(&format!("({})", in_list(1, N_ENC_COLS)));
         for ((est, enc), (ipp, history)) in touched {
             let s = adt::fold(history);
-            stmt.execute(rusqlite::params![
+            let params = rusqlite::params![
                 est,
                 enc,
                 ipp,
@@ -780,7 +800,14 @@ impl PublishTx for Direct<'_> {
                 s.anomalies.join("\n"),
                 s.first_event_at,
                 now,
-            ])?;
+            ];
+            // The row exists (see the trait): a plain update, unless it changed nothing,
+            // which the upsert then repairs rather than losing the state.
+            let stored = history.first().is_some_and(|m| m.position < first)
+                && self.0.prepare_cached(&UPDATE_ENCOUNTER_SQL)?.execute(params)? == 1;
+            if !stored {
+                self.0.prepare_cached(&upsert_sql)?.execute(params)?;
+            }
         }
         Ok(())
     }

@@ -167,10 +167,13 @@ impl MovementService {
     async fn commit_batch(&self, ctx: &CallCtx, p: Prepared) -> Vec<proto::MovementAck> {
         let Prepared { now, mut acks, slots, inputs } = p;
         if !inputs.is_empty() {
-            match publish::publish_batch(&self.db, &self.encounters, &inputs, &ctx.principal.subject, now).await {
+            // Shared with the writer's thread (SQLite) rather than copied for it.
+            let inputs: std::sync::Arc<[MovementInput]> = inputs.into();
+            match publish::publish_batch(&self.db, &self.encounters, inputs.clone(), &ctx.principal.subject, now).await
+            {
                 Ok(outcomes) => {
                     let mut accepted = false;
-                    for ((slot, v), o) in slots.iter().zip(&inputs).zip(outcomes) {
+                    for ((slot, v), o) in slots.iter().zip(inputs.iter()).zip(outcomes) {
                         let ack = |status: proto::MovementAckStatus, position| proto::MovementAck {
                             event_id: v.event_id.clone(),
                             establishment_id: v.establishment_id.clone(),
@@ -195,7 +198,7 @@ impl MovementService {
                 Err(e) => {
                     tracing::warn!(error = %e, events = inputs.len(), "movement batch not committed");
                     let s = Status::from(e);
-                    for (slot, v) in slots.iter().zip(&inputs) {
+                    for (slot, v) in slots.iter().zip(inputs.iter()) {
                         acks[*slot] = Some(ack_rejected(&v.event_id, &v.establishment_id, &s));
                     }
                 }
