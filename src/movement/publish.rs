@@ -782,7 +782,8 @@ impl PublishTx for Direct<'_> {
     }
 
     async fn upsert_encounters(&mut self, touched: &Touched, first: i64, now: i64) -> AppResult<()> {
-        let upsert_sql = upsert_encounter_sql(&format!("({})", in_list(1, N_ENC_COLS)));
+        let mut update = self.0.prepare_cached(&UPDATE_ENCOUNTER_SQL)?;
+        let mut upsert = self.0.prepare_cached(&upsert_encounter_sql(&format!("({})", in_list(1, N_ENC_COLS))))?;
         for ((est, enc), (ipp, history)) in touched {
             let s = adt::fold(history);
             let params = rusqlite::params![
@@ -803,10 +804,9 @@ impl PublishTx for Direct<'_> {
             ];
             // The row exists (see the trait): a plain update, unless it changed nothing,
             // which the upsert then repairs rather than losing the state.
-            let stored = history.first().is_some_and(|m| m.position < first)
-                && self.0.prepare_cached(&UPDATE_ENCOUNTER_SQL)?.execute(params)? == 1;
+            let stored = history.first().is_some_and(|m| m.position < first) && update.execute(params)? == 1;
             if !stored {
-                self.0.prepare_cached(&upsert_sql)?.execute(params)?;
+                upsert.execute(params)?;
             }
         }
         Ok(())
