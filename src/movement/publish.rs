@@ -465,19 +465,24 @@ fn check_one(
     Ok((mv, effect))
 }
 
-/// `INSERT INTO encounter … VALUES <values> ON CONFLICT … DO UPDATE` (both back-ends).
-///
-/// The update leaves the key and the patient (`ipp`) alone: an encounter's patient
-/// never changes (a movement of another patient is refused), and a column in the SET
-/// list makes SQLite rewrite its index entries (`encounter_by_patient`: one page
-/// written at a random place per encounter and batch).
-fn upsert_encounter_sql(values: &str) -> String {
-    let updates = ENC_COLS
+/// The `SET` list of an encounter's update, each column given `value(its place in
+/// ENC_COLS, its name)`. It leaves the key and the patient (`ipp`) alone: an
+/// encounter's patient never changes (a movement of another patient is refused), and a
+/// column in the SET list makes SQLite rewrite its index entries (`encounter_by_patient`:
+/// one page written at a random place per encounter and batch).
+fn encounter_updates(value: impl Fn(usize, &str) -> String) -> String {
+    ENC_COLS
         .split(", ")
-        .filter(|c| !matches!(*c, "establishment_id" | "encounter_id" | "ipp"))
-        .map(|c| format!("{c} = excluded.{c}"))
+        .enumerate()
+        .filter(|(_, c)| !matches!(*c, "establishment_id" | "encounter_id" | "ipp"))
+        .map(|(i, c)| format!("{c} = {}", value(i, c)))
         .collect::<Vec<_>>()
-        .join(", ");
+        .join(", ")
+}
+
+/// `INSERT INTO encounter … VALUES <values> ON CONFLICT … DO UPDATE` (both back-ends).
+fn upsert_encounter_sql(values: &str) -> String {
+    let updates = encounter_updates(|_, c| format!("excluded.{c}"));
     format!(
         "INSERT INTO encounter ({ENC_COLS}) VALUES {values} ON CONFLICT (establishment_id, encounter_id) DO UPDATE SET {updates}"
     )
@@ -488,13 +493,7 @@ fn upsert_encounter_sql(values: &str) -> String {
 /// unused). For the encounters known to have a row: the upsert would first try an
 /// insert (a new rowid, every index's key built, the conflict found) before updating.
 static UPDATE_ENCOUNTER_SQL: LazyLock<String> = LazyLock::new(|| {
-    let updates = ENC_COLS
-        .split(", ")
-        .enumerate()
-        .filter(|(_, c)| !matches!(*c, "establishment_id" | "encounter_id" | "ipp"))
-        .map(|(i, c)| format!("{c} = ?{}", i + 1))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let updates = encounter_updates(|i, _| format!("?{}", i + 1));
     format!("UPDATE encounter SET {updates} WHERE establishment_id = ?1 AND encounter_id = ?2")
 });
 
