@@ -11,7 +11,7 @@
 
 use std::{
     str::FromStr,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
     time::Duration,
 };
 
@@ -32,7 +32,9 @@ pub enum Backend {
 pub struct Db {
     /// Pool for reads (and for writes on PostgreSQL).
     pub read: AnyPool,
-    /// Pool for writes: one connection on SQLite, the read pool on PostgreSQL.
+    /// Pool for writes: one connection on SQLite, the read pool on PostgreSQL. On
+    /// SQLite a write through it takes the writer's turn first: use [`Db::begin_write`]
+    /// or [`Db::sqlx_write_turn`].
     pub write: AnyPool,
     /// The audit trail's pools: its own file on SQLite (reads, and one writer), the
     /// main pool on PostgreSQL.
@@ -41,8 +43,6 @@ pub struct Db {
     pub backend: Backend,
     /// Registry facts that never change once written (see [`RegistryCache`]).
     pub registry_cache: std::sync::Arc<RegistryCache>,
-    /// Turns for bulk writers on SQLite (see [`Db::bulk_write_turn`]).
-    bulk_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Blocking connections to the main SQLite file for the hot paths (see
     /// [`SqliteDirect`]); None on PostgreSQL.
     pub direct: Option<std::sync::Arc<SqliteDirect>>,
@@ -58,22 +58,24 @@ pub struct Db {
 /// Here a whole transaction runs in one blocking task with cached prepared statements.
 ///
 /// On the main file the writer never competes with sqlx's one write connection at the
-/// SQLite level: [`SqliteDirect::write`] holds that connection (idle) for the whole
-/// transaction, so writers stay serialised in-process, first come first served. The
-/// audit file has no other writer once the hub runs (its sqlx pool only migrates and
-/// carries records over at start-up), so its appends take no token: holding one cost
-/// an acquire and, on release, sqlx's ping of the connection — a round trip to its
-/// worker thread for every audit batch.
+/// SQLite level: every writer of the file, direct or through sqlx ([`Db::begin_write`]),
+/// first takes the file's turn, so writers stay serialised in-process, first come first
+/// served, and none waits on SQLite's file lock. The turn is an async mutex released
+/// on the thread that committed. It used to be sqlx's write connection itself, held
+/// idle: releasing it made sqlx ping the connection, a round trip to its worker thread
+/// between every two writes while the next one waited (four streams flat out: 42,000
+/// events/s with the writer idle half the time, against 46,000-47,000 with the turn).
 pub struct SqliteDirect {
     writer: std::sync::Mutex<rusqlite::Connection>,
     readers: std::sync::Mutex<Vec<rusqlite::Connection>>,
     path: String,
-    /// sqlx's one-connection write pool of the same file, held as a token, when sqlx
-    /// also writes to the file.
-    sqlx_writer: Option<AnyPool>,
-    /// The token otherwise: writers wait for their turn here, asynchronously, rather
-    /// than on the writer's mutex, which would block a runtime thread.
+    /// Writers wait for their turn here, asynchronously, rather than on the writer's
+    /// mutex, which would block a runtime thread.
     turn: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Writers waiting for the turn.
+    turn_waiters: AtomicUsize,
+    /// Long writes waiting for the writer (see [`SqliteDirect::write_then`]).
+    long_writes: std::sync::Mutex<LongWrites>,
     /// Dropped with this value: stops the file's checkpointer (see [`checkpointer`]).
     _checkpointer: std::sync::mpsc::Sender<()>,
     /// Raised by the checkpointer when the WAL is long: the next write finishes the
@@ -81,11 +83,22 @@ pub struct SqliteDirect {
     wal_long: std::sync::Arc<AtomicBool>,
 }
 
-/// See [`SqliteDirect::write_token`].
-enum WriteToken {
-    Sqlx(#[allow(dead_code)] sqlx::pool::PoolConnection<sqlx::Any>),
-    Turn(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>),
+/// A writer's turn on one SQLite file (see [`SqliteDirect::write_token`]).
+pub type WriteToken = tokio::sync::OwnedMutexGuard<()>;
+
+/// A long write queued for the writer: its transaction, and the reply to its caller.
+type LongWrite = Box<dyn FnOnce(&SqliteDirect) + Send>;
+
+#[derive(Default)]
+struct LongWrites {
+    jobs: std::collections::VecDeque<LongWrite>,
+    /// A blocking task is running the queue (see [`SqliteDirect::write_then`]).
+    running: bool,
 }
+
+/// Longest wait for a turn: as long as for sqlx's write connection, so a writer that
+/// waits behind a stuck one fails with UNAVAILABLE instead of hanging.
+const TURN_WAIT: Duration = Duration::from_secs(30);
 
 /// Reader connections kept open between reads; more are opened under a burst and
 /// closed after it.
@@ -94,40 +107,112 @@ const DIRECT_READERS_KEPT: usize = 8;
 impl SqliteDirect {
     /// `wal_long` is shared with the sqlx write pool of the same file (see
     /// [`sqlite_pool`]): whichever writer releases the file next finishes the checkpoint.
-    fn open(
-        path: &str,
-        sqlx_writer: Option<&AnyPool>,
-        wal_long: std::sync::Arc<AtomicBool>,
-    ) -> AppResult<std::sync::Arc<SqliteDirect>> {
+    fn open(path: &str, wal_long: std::sync::Arc<AtomicBool>) -> AppResult<std::sync::Arc<SqliteDirect>> {
         Ok(std::sync::Arc::new(SqliteDirect {
             writer: std::sync::Mutex::new(direct_connection(path)?),
             readers: std::sync::Mutex::new(vec![]),
             path: path.to_string(),
-            sqlx_writer: sqlx_writer.cloned(),
             turn: Default::default(),
+            turn_waiters: AtomicUsize::new(0),
+            long_writes: Default::default(),
             _checkpointer: checkpointer(path, wal_long.clone())?,
             wal_long,
         }))
     }
 
-    /// Runs `f` in one transaction on the direct writer, in a blocking task; commits
-    /// when `f` succeeds, rolls back otherwise. For long transactions (a movement batch).
+    /// Runs `f` in one transaction on the direct writer, on a blocking thread; commits
+    /// when `f` succeeds, rolls back otherwise. For long transactions (movement batches).
     pub async fn write<T, F>(self: &std::sync::Arc<Self>, f: F) -> AppResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> AppResult<T> + Send + 'static,
     {
-        let token = self.write_token().await?;
-        let this = self.clone();
-        let out = tokio::task::spawn_blocking(move || {
-            let out = this.commit(f);
-            this.finish_checkpoint();
-            out
-        })
-        .await
-        .map_err(|e| AppError::internal(format!("direct SQLite write: {e}")))?;
+        self.write_then(f, |out| out).await
+    }
+
+    /// [`SqliteDirect::write`], then `then` on the committed result before any other
+    /// write starts (the movement writer's encounter cache must see its batch before
+    /// the next one reads it).
+    ///
+    /// Long writes queue, and one blocking task runs the queue: the write that finds it
+    /// idle takes the writer's turn and starts the task, which runs every queued write
+    /// in order, so a batch starts as soon as the one before it commits. Each hand-off
+    /// otherwise cost a wake-up of the next batch's task, then of a blocking thread, the
+    /// writer idle meanwhile (four streams flat out: the writer was busy half the time).
+    /// After each write the task hands the turn over when a short write waits for it
+    /// (an identity upsert, an inventory push: FIFO), so one waits for one batch at most.
+    pub async fn write_then<T, U, F>(
+        self: &std::sync::Arc<Self>,
+        f: F,
+        then: impl FnOnce(T) -> U + Send + 'static,
+    ) -> AppResult<U>
+    where
+        U: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> AppResult<T> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: LongWrite = Box::new(move |this: &SqliteDirect| {
+            let _ = reply.send(this.commit(f).map(then));
+        });
+        let start = {
+            let mut q = self.long_writes();
+            q.jobs.push_back(job);
+            !std::mem::replace(&mut q.running, true)
+        };
+        if start {
+            // The task takes the turn itself: were this caller cancelled while waiting
+            // for it, the queue would be left marked running with no one to run it.
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || match tokio::runtime::Handle::current().block_on(this.write_token()) {
+                Ok(token) => this.run_long_writes(token),
+                // No turn: the queued writes fail (dropped, their callers get UNAVAILABLE).
+                Err(_) => this.abandon_long_writes(),
+            });
+        }
+        answer.await.map_err(|_| AppError::Unavailable("the database writer is busy or stopped: retry".into()))?
+    }
+
+    fn long_writes(&self) -> std::sync::MutexGuard<'_, LongWrites> {
+        // Its critical sections only push and pop: a poisoned lock holds a sound queue.
+        self.long_writes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn abandon_long_writes(&self) {
+        let mut q = self.long_writes();
+        q.jobs.clear();
+        q.running = false;
+    }
+
+    /// The queue of long writes, on a blocking thread that holds the turn.
+    fn run_long_writes(&self, mut token: WriteToken) {
+        loop {
+            let job = {
+                let mut q = self.long_writes();
+                match q.jobs.pop_front() {
+                    Some(job) => job,
+                    None => {
+                        q.running = false;
+                        break;
+                    }
+                }
+            };
+            // A write that panics fails alone: its caller's reply is dropped.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(self)));
+            self.finish_checkpoint();
+            if self.turn_waiters.load(Ordering::Acquire) > 0 {
+                drop(token);
+                // Back in line behind the waiting writer (the turn is FIFO).
+                let handle = tokio::runtime::Handle::current();
+                match handle.block_on(self.write_token()) {
+                    Ok(t) => token = t,
+                    Err(_) => {
+                        self.abandon_long_writes();
+                        return;
+                    }
+                }
+            }
+        }
         drop(token);
-        out
     }
 
     /// [`SqliteDirect::write`] on the calling task's thread (an audit batch, an identity
@@ -169,17 +254,32 @@ impl SqliteDirect {
         }
     }
 
-    /// Held, idle, until the commit (and its checkpoint): no other write runs
-    /// meanwhile, so the connections never wait on SQLite's file lock for each other.
-    async fn write_token(&self) -> AppResult<WriteToken> {
-        Ok(match &self.sqlx_writer {
-            Some(pool) => WriteToken::Sqlx(pool.acquire().await?),
-            None => WriteToken::Turn(self.turn.clone().lock_owned().await),
-        })
+    /// Held until the commit (and its checkpoint): no other write runs meanwhile, so
+    /// the connections never wait on SQLite's file lock for each other.
+    pub async fn write_token(&self) -> AppResult<WriteToken> {
+        // Counted while waiting (and on a cancelled wait), for the long writes' task.
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        self.turn_waiters.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(&self.turn_waiters);
+        tokio::time::timeout(TURN_WAIT, self.turn.clone().lock_owned())
+            .await
+            .map_err(|_| AppError::Unavailable("the database writer is busy: retry later".into()))
+    }
+
+    /// The writer's connection. A write that panicked poisoned its lock, but its
+    /// transaction rolled back as the panic unwound (rusqlite's `Transaction` drop):
+    /// the connection is sound, and the next write may use it.
+    fn writer(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn commit<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> AppResult<T>) -> AppResult<T> {
-        let mut conn = self.writer.lock().map_err(|_| AppError::internal("direct SQLite writer poisoned"))?;
+        let mut conn = self.writer();
         let tx = conn.transaction()?;
         let out = f(&tx)?;
         tx.commit()?;
@@ -198,7 +298,7 @@ impl SqliteDirect {
         if !self.wal_long.swap(false, Ordering::Relaxed) {
             return;
         }
-        let Ok(conn) = self.writer.lock() else { return };
+        let conn = self.writer();
         if let Err(e) = passive_checkpoint(&conn) {
             tracing::warn!(error = %e, "WAL checkpoint after a write failed");
         }
@@ -611,9 +711,29 @@ const WAL_RESTART_PAGES: i64 = 4_096;
 /// SQLite takes a global mutex to keep memory statistics the hub never reads; in the
 /// movement writer those lock/unlock pairs were a seventh of its time, and every
 /// connection's allocations contended on the one mutex.
+///
+/// Two glibc malloc arenas at most: SQLite allocates with the C library's malloc (the
+/// hub's own allocations go to mimalloc), and glibc gives each thread that mallocs at
+/// the same time as another an arena of its own, up to eight per core, each keeping
+/// the largest page cache that ran on it. The writers run on whichever blocking thread
+/// is free, so under the flat-out load mix six arenas held 63 MiB of the hub's
+/// 146-163 MiB; with two, 134 MiB at the same throughput.
 fn sqlite_global_config() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            extern "C" {
+                fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+            }
+            const M_ARENA_MAX: std::ffi::c_int = -8;
+            // SAFETY: mallopt only sets a glibc tunable; it takes effect for arenas
+            // created afterwards, and this runs before SQLite's first allocation. An
+            // operator's MALLOC_ARENA_MAX is left alone.
+            if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+                unsafe { mallopt(M_ARENA_MAX, 2) };
+            }
+        }
         // SAFETY: sqlite3_config must run before SQLite initialises; Once runs it
         // first, before any connection of this process. If something else (a test
         // harness) initialised SQLite already, SQLite refuses with SQLITE_MISUSE and
@@ -717,6 +837,33 @@ pub fn rows_per_statement(tx: &impl Tx, cols: usize) -> usize {
     (binds / cols.max(1)).max(1)
 }
 
+/// A write transaction through sqlx ([`Db::begin_write`]): the connection, and on
+/// SQLite the writer's turn, released after the transaction (fields drop in order).
+pub struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<WriteToken>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> AppResult<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
+}
+
 pub fn backend_of(url: &str) -> AppResult<Backend> {
     if url.starts_with("sqlite:") {
         Ok(Backend::Sqlite)
@@ -748,8 +895,8 @@ impl Db {
                     .map_err(|e| AppError::Internal(format!("audit migrations: {e}")))?;
                 carry_over_audit(&audit_write, &url).await?;
                 let audit_read = sqlite_pool(&audit_url, 2, 10, None).await?;
-                let direct = SqliteDirect::open(sqlite_path(&url), Some(&write), main_wal_long)?;
-                let audit_direct = SqliteDirect::open(sqlite_path(&audit_url), None, audit_wal_long)?;
+                let direct = SqliteDirect::open(sqlite_path(&url), main_wal_long)?;
+                let audit_direct = SqliteDirect::open(sqlite_path(&audit_url), audit_wal_long)?;
                 Db {
                     read,
                     write,
@@ -757,7 +904,6 @@ impl Db {
                     audit_write,
                     backend,
                     registry_cache: Default::default(),
-                    bulk_gate: Default::default(),
                     direct: Some(direct),
                     audit_direct: Some(audit_direct),
                 }
@@ -782,7 +928,6 @@ impl Db {
                     audit_write: pool,
                     backend,
                     registry_cache: Default::default(),
-                    bulk_gate: Default::default(),
                     direct: None,
                     audit_direct: None,
                 }
@@ -791,19 +936,19 @@ impl Db {
         Ok(db)
     }
 
-    /// A turn for a bulk write (a batch of movements), to hold until its commit.
-    ///
-    /// SQLite's one write connection is handed out first come, first served. Without
-    /// turns, every publishing stream queues a batch for it, and a small write — an
-    /// identity upsert, an inventory push — waits behind all of them (hundreds of milliseconds under ingest). With turns, at most one bulk
-    /// transaction runs or waits at a time, so a small write waits for one batch at most,
-    /// and ingest loses nothing: the batches were serialised by the one writer anyway.
-    /// PostgreSQL writes concurrently: no turn is taken there.
-    pub async fn bulk_write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match self.backend {
-            Backend::Sqlite => Some(self.bulk_gate.lock().await),
-            Backend::Postgres => None,
+    /// The writer's turn for a write through sqlx on SQLite (see [`SqliteDirect`]);
+    /// None on PostgreSQL, where transactions lock rows, not the file.
+    pub async fn sqlx_write_turn(&self) -> AppResult<Option<WriteToken>> {
+        match &self.direct {
+            Some(direct) => Ok(Some(direct.write_token().await?)),
+            None => Ok(None),
         }
+    }
+
+    /// A transaction on the write pool, with the writer's turn on SQLite.
+    pub async fn begin_write(&self) -> AppResult<WriteTx> {
+        let turn = self.sqlx_write_turn().await?;
+        Ok(WriteTx { tx: self.write.begin().await?, _turn: turn })
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -1147,6 +1292,64 @@ mod tests {
         let db = Db::connect(&url, 2).await.expect("third start");
         let v = verify(&db).await.expect("verify");
         assert!(v.ok && v.records == 3, "{v:?}");
+    }
+
+    /// Long writes queued together run one after the other in the order they were
+    /// queued, each its own transaction; a short write that asks for the turn meanwhile
+    /// runs after the batch in progress, not after the whole queue; a long write that
+    /// panics fails alone, and the queue goes on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn long_writes_run_in_order_and_let_short_writes_through() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::connect(&format!("sqlite://{}/hub.db", dir.path().display()), 2).await.expect("open");
+        let direct = db.direct.clone().expect("SQLite has a direct writer");
+        direct.write(|tx| Ok(tx.execute_batch("CREATE TABLE seen (n INTEGER, what TEXT)")?)).await.expect("create");
+        let long = |n: i64| {
+            let direct = direct.clone();
+            tokio::spawn(async move {
+                direct
+                    .write(move |tx| {
+                        if n == 3 {
+                            panic!("a broken batch");
+                        }
+                        // Holds the writer long enough for the short write to queue.
+                        std::thread::sleep(Duration::from_millis(30));
+                        tx.execute("INSERT INTO seen (n, what) VALUES (?1, 'long')", [n])?;
+                        Ok(n)
+                    })
+                    .await
+            })
+        };
+        let mut batches = vec![];
+        for n in 0..8 {
+            batches.push(long(n));
+            // Queued in this order (the first starts the queue's task).
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let short = direct
+            .write_here(false, |tx| Ok(tx.execute("INSERT INTO seen (n, what) VALUES (100, 'short')", [])?))
+            .await;
+        assert!(short.is_ok(), "{short:?}");
+        let mut results = vec![];
+        for b in batches {
+            results.push(b.await.expect("join"));
+        }
+        for (n, r) in results.iter().enumerate() {
+            if n == 3 {
+                assert!(matches!(r, Err(AppError::Unavailable(_))), "the panicking batch fails: {r:?}");
+            } else {
+                assert_eq!(r.as_ref().ok(), Some(&(n as i64)), "batch {n}: {r:?}");
+            }
+        }
+        let order = db.rows("SELECT n FROM seen ORDER BY rowid", &[], |r| r.int(0)).await.expect("read");
+        let short_at = order.iter().position(|&n| n == 100).expect("the short write committed");
+        let longs: Vec<i64> = order.iter().copied().filter(|&n| n != 100).collect();
+        assert_eq!(longs, vec![0, 1, 2, 4, 5, 6, 7], "long writes commit in queue order");
+        assert!(short_at <= 3, "the short write waited for one batch, not the queue: {order:?}");
+        // The queue is idle again and takes new writes.
+        assert_eq!(direct.write(|_| Ok(9)).await.expect("after"), 9);
+        close(&db).await;
     }
 
     /// Continuous writes, with no pause for a checkpoint to catch up: the WAL still

@@ -75,6 +75,7 @@ fn designation_from_row(r: &dyn Cols) -> AppResult<DesignationRow> {
 }
 
 pub async fn insert_designation(db: &Db, d: &DesignationRow) -> AppResult<()> {
+    let _turn = db.sqlx_write_turn().await?;
     sqlx::query(&format!(
         "INSERT INTO dim_designation ({DESIGNATION_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
     ))
@@ -105,14 +106,16 @@ pub async fn get_designation(db: &Db, id: &str) -> AppResult<DesignationRow> {
 
 /// Revokes once: a second revocation is a FAILED_PRECONDITION, the first one stands.
 pub async fn revoke_designation(db: &Db, id: &str, by: &str) -> AppResult<DesignationRow> {
-    let n =
+    let n = {
+        let _turn = db.sqlx_write_turn().await?;
         sqlx::query("UPDATE dim_designation SET revoked_at = $1, revoked_by = $2 WHERE id = $3 AND revoked_at IS NULL")
             .bind(now_micros())
             .bind(by)
             .bind(id)
             .execute(&db.write)
             .await?
-            .rows_affected();
+            .rows_affected()
+    };
     if n == 0 {
         let d = get_designation(db, id).await?;
         if d.revoked_at.is_some() {
@@ -153,6 +156,7 @@ pub struct BreakGlassRow {
 }
 
 pub async fn insert_break_glass(db: &Db, b: &BreakGlassRow) -> AppResult<()> {
+    let _turn = db.sqlx_write_turn().await?;
     sqlx::query(
         "INSERT INTO break_glass (id, subject, ght_id, patient_ref, reason, granted_at, expires_at) \
          VALUES ($1,$2,$3,$4,$5,$6,$7)",

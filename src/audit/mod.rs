@@ -94,6 +94,11 @@ impl AuditLog {
             let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
             while let Some(first) = rx.recv().await {
                 batch.push(first);
+                // The callers ready to run on this runtime append their records before
+                // the batch is taken: most nominative reads are a look-up, then the
+                // append, so one turn of the scheduler gathers them into this commit
+                // rather than the next (the load mix: 1.1 records per commit before).
+                tokio::task::yield_now().await;
                 while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
                         Ok(p) => batch.push(p),

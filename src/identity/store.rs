@@ -868,7 +868,7 @@ pub async fn fill_facts(db: &Db, facts: &mut TerritoryFacts) -> AppResult<()> {
 /// Loads identities straight into the store in large transactions, each with its own
 /// territorial identity (benchmarks and bulk imports; no matching, no events).
 pub async fn bulk_insert(db: &Db, rows: &[IdentityRow]) -> AppResult<()> {
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     let per_statement = crate::db::rows_per_statement(&*tx, N_COLS);
     for chunk in rows.chunks(per_statement) {
         let sql = format!(

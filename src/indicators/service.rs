@@ -52,7 +52,7 @@ impl Catalogues {
                 for yaml in catalogue::EMBEDDED {
                     let c =
                         catalogue::parse(yaml).map_err(|e| AppError::internal(format!("embedded catalogue: {e}")))?;
-                    let mut tx = self.db.write.begin().await?;
+                    let mut tx = self.db.begin_write().await?;
                     if !store::has_catalogue(&mut tx, &c.id).await? {
                         let row = CatalogueRow {
                             catalogue: c.id.clone(),
@@ -270,7 +270,7 @@ impl IndicatorsService {
             sha256: sha256.clone(),
             already_loaded: false,
         };
-        let mut tx = self.db.write.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let row = CatalogueRow {
             catalogue: cat.id.clone(),
             version: cat.version.clone(),
@@ -307,7 +307,7 @@ impl IndicatorsService {
             .with_ids([d.key.indicator_code.clone(), d.key.period.clone()]);
         self.guard.authorize(&ctx, DataClass::Indicator, Action::Write, &target).await?;
 
-        let mut tx = self.db.write.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let mut positions = store::lock_positions(&mut tx).await?;
         if let Some(prev) = idempotency::replay(&mut *tx, &ctx, &req.request_id).await? {
             return Ok(prev);
@@ -381,7 +381,7 @@ impl IndicatorsService {
         let target = self.target(&ght_id, &establishment_id).await?.with_ids([period.clone()]);
         self.guard.authorize(&ctx, DataClass::Indicator, Action::Write, &target).await?;
 
-        let mut tx = self.db.write.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let mut positions = store::lock_positions(&mut tx).await?;
         if let Some(prev) = idempotency::replay(&mut *tx, &ctx, &req.request_id).await? {
             return Ok(prev);
@@ -438,7 +438,7 @@ impl IndicatorsService {
             .with_ids([key.indicator_code.clone(), key.period.clone()]);
         self.guard.authorize(&ctx, DataClass::Indicator, Action::Review, &target).await?;
 
-        let mut tx = self.db.write.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let mut positions = store::lock_positions(&mut tx).await?;
         if let Some(prev) = idempotency::replay(&mut *tx, &ctx, &req.request_id).await? {
             return Ok(prev);

@@ -186,20 +186,27 @@ pub async fn publish_batch(
     author: &str,
     now: i64,
 ) -> AppResult<Vec<Outcome>> {
-    let _turn = db.bulk_write_turn().await;
-    let (outcomes, kept) = if let Some(direct) = &db.direct {
+    if let Some(direct) = &db.direct {
         let (author, cache) = (author.to_string(), cache.clone());
-        direct.write(move |tx| crate::db::ready(publish_in(&mut Direct(tx), &cache, &batch, &author, now))).await?
-    } else {
-        let mut tx = db.write.begin().await?;
-        let (outcomes, kept) = publish_in(&mut *tx, cache, &batch, author, now).await?;
-        if outcomes.iter().any(|o| matches!(o, Outcome::Accepted(_))) {
-            // Delivered at commit: wakes the subscribers of every replica.
-            sqlx::query("SELECT pg_notify('ghthub_movements', '')").execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        (outcomes, kept)
-    };
+        // The cache takes the batch's encounters before the next batch may start.
+        let keep = {
+            let cache = cache.clone();
+            move |(outcomes, kept)| {
+                cache.keep(kept);
+                outcomes
+            }
+        };
+        return direct
+            .write_then(move |tx| crate::db::ready(publish_in(&mut Direct(tx), &cache, &batch, &author, now)), keep)
+            .await;
+    }
+    let mut tx = db.write.begin().await?;
+    let (outcomes, kept) = publish_in(&mut *tx, cache, &batch, author, now).await?;
+    if outcomes.iter().any(|o| matches!(o, Outcome::Accepted(_))) {
+        // Delivered at commit: wakes the subscribers of every replica.
+        sqlx::query("SELECT pg_notify('ghthub_movements', '')").execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
     cache.keep(kept);
     Ok(outcomes)
 }

@@ -36,7 +36,7 @@ impl RegistryService {
         };
         let target = Target::ght(&ght.id).with_region(Some(ght.ars_region.clone())).with_ids([ght.id.clone()]);
         self.guard.authorize(&ctx, DataClass::Registry, Action::Write, &target).await?;
-        let mut tx = self.db.write.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         if let Some(prev) = idempotency::replay(&mut *tx, &ctx, &req.request_id).await? {
             return Ok(prev);
         }
@@ -89,7 +89,7 @@ impl RegistryService {
             category: category as i32,
             created_at: String::new(),
         };
-        let mut tx = self.db.write.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         if let Some(prev) = idempotency::replay(&mut *tx, &ctx, &req.request_id).await? {
             return Ok(prev);
         }
@@ -172,7 +172,7 @@ impl RegistryService {
             display_name,
             created_at: String::new(),
         };
-        let mut tx = self.db.write.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let at = now_micros();
         store::insert_account(&mut tx, &account, role.as_str(), at).await?;
         tx.commit().await?;
