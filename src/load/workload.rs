@@ -70,7 +70,9 @@ pub struct Establishment {
     pub pushes: AtomicU64,
 }
 
-/// Clients of the synthetic parties, on one shared HTTP/2 connection.
+/// Clients of the synthetic parties: all on one shared HTTP/2 connection, or with
+/// `--per-party-connections` each establishment's on a connection of its own and the
+/// GHT DSI's, the DIM's and the ARS's each on theirs.
 pub struct Env {
     pub ght_dsi: HubClient,
     pub dim: HubClient,
@@ -83,6 +85,8 @@ pub struct Env {
     pub inventory: proto::InventoryDocument,
     /// The ARS's incremental pull cursor.
     pub ars_cursor: AtomicI64,
+    /// Party systems, each with a connection of its own unless they share one.
+    pub connections: usize,
     /// Unix time of this run's first movement: a day drawn between 1990 and 2020, so
     /// that runs on the same hub (`--spawn false`, a reused PostgreSQL) do not publish
     /// movements of the same patients at the same times, which IHE PAM refuses.
@@ -127,7 +131,14 @@ fn created_or_exists<T>(r: Result<T, tonic::Status>) -> anyhow::Result<()> {
 }
 
 impl Env {
-    pub async fn prepare(channel: tonic::transport::Channel, signing_key: &Path, n: usize) -> anyhow::Result<Env> {
+    /// `channel` carries the set-up (the registry's admin); `connector` opens the
+    /// parties' connections.
+    pub async fn prepare(
+        channel: tonic::transport::Channel,
+        connector: &super::Connector,
+        signing_key: &Path,
+        n: usize,
+    ) -> anyhow::Result<Env> {
         let pem = std::fs::read(signing_key).with_context(|| format!("reading {}", signing_key.display()))?;
         let issuer = TokenIssuer::new(&pem, "dev", "ghthub-dev", "ghthub")?;
         let token = |role, sub: &str, ght: Option<&str>, est: Option<&str>, region: Option<&str>| {
@@ -143,8 +154,8 @@ impl Env {
                 24 * 3600,
             )
         };
-        let client = |t: String| HubClient::from_channel(channel.clone(), Some(&t));
-        let admin = client(token(Role::Admin, "load-admin", None, None, None)?)?;
+        let on = |ch: &tonic::transport::Channel, t: String| HubClient::from_channel(ch.clone(), Some(&t));
+        let admin = on(&channel, token(Role::Admin, "load-admin", None, None, None)?)?;
         let mut reg = admin.registry();
         created_or_exists(
             reg.create_ght(proto::CreateGhtRequest {
@@ -174,10 +185,11 @@ impl Env {
                 })
                 .await,
             )?;
+            let ch = connector.channel().await?;
             let dsi =
-                client(token(Role::EstablishmentDsi, &format!("load-dsi-{i}"), Some(LOAD_GHT), Some(&id), None)?)?;
+                on(&ch, token(Role::EstablishmentDsi, &format!("load-dsi-{i}"), Some(LOAD_GHT), Some(&id), None)?)?;
             let practitioner =
-                client(token(Role::Practitioner, &format!("load-dr-{i}"), Some(LOAD_GHT), Some(&id), None)?)?;
+                on(&ch, token(Role::Practitioner, &format!("load-dr-{i}"), Some(LOAD_GHT), Some(&id), None)?)?;
             dsi.inventory()
                 .push_inventory(proto::PushInventoryRequest {
                     establishment_id: id.clone(),
@@ -209,7 +221,8 @@ impl Env {
                 pushes: AtomicU64::new(0),
             });
         }
-        let ght_dsi = client(token(Role::GhtDsi, "load-ght-dsi", Some(LOAD_GHT), None, None)?)?;
+        let ght_dsi =
+            on(&connector.channel().await?, token(Role::GhtDsi, "load-ght-dsi", Some(LOAD_GHT), None, None)?)?;
         declare_indicators(&ght_dsi, n).await?;
         let now = crate::time::now_micros();
         let run = format!("{:x}", now % 0xffff_ffff);
@@ -217,8 +230,9 @@ impl Env {
         let epoch = 631_152_000 + (day % 10_950) as i64 * 86_400;
         Ok(Env {
             ght_dsi,
-            dim: client(token(Role::DimPhysician, "load-dim", Some(LOAD_GHT), None, None)?)?,
-            ars: client(token(Role::Ars, "load-ars", None, None, Some(LOAD_REGION))?)?,
+            dim: on(&connector.channel().await?, token(Role::DimPhysician, "load-dim", Some(LOAD_GHT), None, None)?)?,
+            ars: on(&connector.channel().await?, token(Role::Ars, "load-ars", None, None, Some(LOAD_REGION))?)?,
+            connections: n + 3,
             establishments,
             run,
             inventory,
@@ -634,12 +648,12 @@ pub async fn run_hub(env: Arc<Env>, args: &super::LoadArgs, duration: Duration) 
     total
 }
 
-pub async fn run_echo(channel: tonic::transport::Channel, concurrency: usize, duration: Duration) -> Stats {
+pub async fn run_echo(channels: &[tonic::transport::Channel], concurrency: usize, duration: Duration) -> Stats {
     let deadline = Instant::now() + duration;
     let (progress, ticker) = progress_bar(duration, "echo");
     let handles: Vec<_> = (0..concurrency.max(1))
-        .map(|_| {
-            let mut client = EchoClient::new(channel.clone());
+        .map(|w| {
+            let mut client = EchoClient::new(channels[w % channels.len().max(1)].clone());
             tokio::spawn(async move {
                 let mut stats = Stats::new();
                 let payload = vec![7u8; 64];
