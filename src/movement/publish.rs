@@ -187,20 +187,17 @@ pub async fn publish_batch(
     now: i64,
 ) -> AppResult<Vec<Outcome>> {
     if let Some(direct) = &db.direct {
-        let (author, cache) = (author.to_string(), cache.clone());
+        let (author, cache, kept_by) = (author.to_string(), cache.clone(), cache.clone());
         // The cache takes the batch's encounters before the next batch may start.
-        let keep = {
-            let cache = cache.clone();
-            move |(outcomes, kept)| {
-                cache.keep(kept);
-                outcomes
-            }
+        let keep = move |(outcomes, kept)| {
+            kept_by.keep(kept);
+            outcomes
         };
         return direct
             .write_then(move |tx| crate::db::ready(publish_in(&mut Direct(tx), &cache, &batch, &author, now)), keep)
             .await;
     }
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     let (outcomes, kept) = publish_in(&mut *tx, cache, &batch, author, now).await?;
     if outcomes.iter().any(|o| matches!(o, Outcome::Accepted(_))) {
         // Delivered at commit: wakes the subscribers of every replica.
