@@ -163,11 +163,7 @@ impl SqliteDirect {
             // The task takes the turn itself: were this caller cancelled while waiting
             // for it, the queue would be left marked running with no one to run it.
             let this = self.clone();
-            tokio::task::spawn_blocking(move || match tokio::runtime::Handle::current().block_on(this.write_token()) {
-                Ok(token) => this.run_long_writes(token),
-                // No turn: the queued writes fail (dropped, their callers get UNAVAILABLE).
-                Err(_) => this.abandon_long_writes(),
-            });
+            tokio::task::spawn_blocking(move || this.run_long_writes());
         }
         answer.await.map_err(|_| AppError::Unavailable("the database writer is busy or stopped: retry".into()))?
     }
@@ -177,14 +173,11 @@ impl SqliteDirect {
         self.long_writes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn abandon_long_writes(&self) {
-        let mut q = self.long_writes();
-        q.jobs.clear();
-        q.running = false;
-    }
-
-    /// The queue of long writes, on a blocking thread that holds the turn.
-    fn run_long_writes(&self, mut token: WriteToken) {
+    /// The queue of long writes, on a blocking thread. It takes the turn before a
+    /// write when it does not hold it, and gives it up after one when another writer
+    /// waits for it (back in line behind that writer: the turn is FIFO).
+    fn run_long_writes(&self) {
+        let mut held: Option<WriteToken> = None;
         loop {
             let job = {
                 let mut q = self.long_writes();
@@ -192,27 +185,31 @@ impl SqliteDirect {
                     Some(job) => job,
                     None => {
                         q.running = false;
-                        break;
+                        return;
                     }
                 }
+            };
+            let token = match held.take() {
+                Some(t) => t,
+                None => match tokio::runtime::Handle::current().block_on(self.write_token()) {
+                    Ok(t) => t,
+                    // No turn: this write and the queued ones fail (dropped, their
+                    // callers get UNAVAILABLE).
+                    Err(_) => {
+                        let mut q = self.long_writes();
+                        q.jobs.clear();
+                        q.running = false;
+                        return;
+                    }
+                },
             };
             // A write that panics fails alone: its caller's reply is dropped.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(self)));
             self.finish_checkpoint();
-            if self.turn_waiters.load(Ordering::Acquire) > 0 {
-                drop(token);
-                // Back in line behind the waiting writer (the turn is FIFO).
-                let handle = tokio::runtime::Handle::current();
-                match handle.block_on(self.write_token()) {
-                    Ok(t) => token = t,
-                    Err(_) => {
-                        self.abandon_long_writes();
-                        return;
-                    }
-                }
+            if self.turn_waiters.load(Ordering::Acquire) == 0 {
+                held = Some(token);
             }
         }
-        drop(token);
     }
 
     /// [`SqliteDirect::write`] on the calling task's thread (an audit batch, an identity

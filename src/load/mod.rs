@@ -74,6 +74,11 @@ pub struct Connector {
 }
 
 impl Connector {
+    /// `first` is the connection already open to `url`: the one shared when `shared`.
+    fn new(url: String, ca: Vec<u8>, first: &tonic::transport::Channel, shared: bool) -> Connector {
+        Connector { url, ca, shared: shared.then(|| first.clone()) }
+    }
+
     pub async fn channel(&self) -> anyhow::Result<tonic::transport::Channel> {
         match &self.shared {
             Some(ch) => Ok(ch.clone()),
@@ -168,7 +173,7 @@ async fn wait_serving(
     for _ in 0..200 {
         if let Ok(ca) = std::fs::read(ca_path) {
             if let Ok(ch) = connect_channel(&url, &ca, None).await {
-                let connector = Connector { url, ca, shared: shared.then(|| ch.clone()) };
+                let connector = Connector::new(url, ca, &ch, shared);
                 return Ok((ch, connector));
             }
         }
@@ -270,9 +275,9 @@ pub async fn run(args: LoadArgs, connect: &crate::cli::client::ConnectArgs) -> a
     }
     let tmp = tempfile::tempdir().context("temp dir")?;
     let duration = Duration::from_secs(args.duration_secs.max(1));
+    let shared = !args.per_party_connections;
     let (hub_proc, channel, connector, signing_key) = if args.spawn {
-        let (p, ch, connector) =
-            spawn_hub(args.database_url.as_deref(), tmp.path(), !args.per_party_connections).await?;
+        let (p, ch, connector) = spawn_hub(args.database_url.as_deref(), tmp.path(), shared).await?;
         let key = tmp.path().join("data/certs/token-signing.key.pem");
         println!(
             "spawned hub pid {} on port {} ({})",
@@ -284,13 +289,13 @@ pub async fn run(args: LoadArgs, connect: &crate::cli::client::ConnectArgs) -> a
     } else {
         let ca = std::fs::read(&connect.ca).with_context(|| format!("reading {}", connect.ca.display()))?;
         let ch = connect_channel(&connect.server, &ca, None).await?;
-        let connector =
-            Connector { url: connect.server.clone(), ca, shared: (!args.per_party_connections).then(|| ch.clone()) };
+        let connector = Connector::new(connect.server.clone(), ca, &ch, shared);
         (None, ch, connector, args.signing_key.clone())
     };
     let env =
         std::sync::Arc::new(workload::Env::prepare(channel, &connector, &signing_key, args.streams.max(1)).await?);
-    println!("{} connection(s) to the hub", if args.per_party_connections { env.connections } else { 1 });
+    let connections = if shared { 1 } else { env.party_systems() };
+    println!("{connections} connection(s) to the hub");
     if let (true, Some(url)) = (args.spawn, args.database_url.as_deref().filter(|u| u.starts_with("postgres"))) {
         analyze(url).await?;
     }
@@ -337,10 +342,10 @@ pub async fn run(args: LoadArgs, connect: &crate::cli::client::ConnectArgs) -> a
             connect.ca.parent().map(Path::to_path_buf).unwrap_or_default()
         };
         copy_dir(&src, &echo_dir.path().join("data/certs"))?;
-        let (echo_proc, echo_connector) = spawn_echo(echo_dir.path(), !args.per_party_connections).await?;
+        let (echo_proc, echo_connector) = spawn_echo(echo_dir.path(), shared).await?;
         // As many connections as the hub's clients held, the workers spread over them.
         let mut echo_channels = vec![];
-        for _ in 0..if args.per_party_connections { env.connections } else { 1 } {
+        for _ in 0..connections {
             echo_channels.push(echo_connector.channel().await?);
         }
         let started = Instant::now();

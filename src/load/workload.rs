@@ -85,8 +85,6 @@ pub struct Env {
     pub inventory: proto::InventoryDocument,
     /// The ARS's incremental pull cursor.
     pub ars_cursor: AtomicI64,
-    /// Party systems, each with a connection of its own unless they share one.
-    pub connections: usize,
     /// Unix time of this run's first movement: a day drawn between 1990 and 2020, so
     /// that runs on the same hub (`--spawn false`, a reused PostgreSQL) do not publish
     /// movements of the same patients at the same times, which IHE PAM refuses.
@@ -131,6 +129,12 @@ fn created_or_exists<T>(r: Result<T, tonic::Status>) -> anyhow::Result<()> {
 }
 
 impl Env {
+    /// Party systems, each with a connection of its own unless they share one: the
+    /// establishments, the GHT DSI, the DIM and the ARS.
+    pub fn party_systems(&self) -> usize {
+        self.establishments.len() + 3
+    }
+
     /// `channel` carries the set-up (the registry's admin); `connector` opens the
     /// parties' connections.
     pub async fn prepare(
@@ -232,7 +236,6 @@ impl Env {
             ght_dsi,
             dim: on(&connector.channel().await?, token(Role::DimPhysician, "load-dim", Some(LOAD_GHT), None, None)?)?,
             ars: on(&connector.channel().await?, token(Role::Ars, "load-ars", None, None, Some(LOAD_REGION))?)?,
-            connections: n + 3,
             establishments,
             run,
             inventory,
