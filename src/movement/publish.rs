@@ -198,17 +198,6 @@ pub async fn publish_batch(
             .await;
     }
     let mut tx = db.begin_write().await?;
-    // Custom plans, made with the values, for this transaction only. sqlx prepares each
-    // statement once per connection, and after five executions PostgreSQL may switch to
-    // a generic plan, made without them. For the batch's look-ups (`establishment_id =
-    // $1 AND event_id IN ($2 … $1025)`) on a table not yet analysed, that plan read
-    // every movement of the establishment through the first index column and compared
-    // each with the 1,024 values (1.4 s per look-up at 84,000 movements; one stream's
-    // ingest fell below 600 events/s and kept falling). Elsewhere the generic plans are
-    // kept: this setting used to be the whole session's, and planning every execution
-    // took about half a core of PostgreSQL in the paced load mix (840 unary RPC/s
-    // against 1,040 with the generic plans).
-    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan").execute(&mut *tx).await?;
     let (outcomes, kept) = publish_in(&mut *tx, cache, &batch, author, now).await?;
     if outcomes.iter().any(|o| matches!(o, Outcome::Accepted(_))) {
         // Delivered at commit: wakes the subscribers of every replica.
